@@ -1,0 +1,1027 @@
+package overlay
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/peername/peername/identity"
+	"github.com/peername/peername/records"
+)
+
+// Core is one overlay node's protocol state machine. It is not safe for
+// concurrent use: the driver serializes calls. Every method that takes now
+// treats it as the current time; time never goes backwards for a Core.
+type Core struct {
+	cfg   Config
+	ident *identity.Identity
+	id    identity.Key
+	rng   *rand.Rand
+	hk    *handshakeKeys
+
+	sess    sessionTable
+	rt      routingTable
+	store   recordStore
+	owned   map[identity.Key]*ownedRecord
+	pending map[uint64]*request
+	ops     map[OpID]*operation
+	nextOp  OpID
+	timers  timerHeap
+	tickAt  int64
+
+	sends []Send
+	done  []Completion
+	buf   []byte
+
+	joined bool
+	left   bool
+	dirty  bool // the neighbourhood changed since the last replication pass
+	st     Stats
+}
+
+// ownedRecord is a record this node published and keeps republishing.
+type ownedRecord struct {
+	rec         *records.Record
+	republishAt int64
+}
+
+// Request kinds.
+const (
+	reqLookup    = 1 // part of an operation's iterative lookup
+	reqStore     = 2 // an operation's STORE
+	reqPing      = 3 // liveness check of a full bucket's oldest contact
+	reqReplicate = 4 // maintenance STORE (re-replication)
+)
+
+type request struct {
+	id     uint64
+	peer   identity.Key
+	hasID  bool
+	addr   netip.AddrPort
+	body   []byte
+	sentAt int64
+	op     *operation
+	cand   int32
+	kind   uint8
+	expect byte // the response message type
+	resent bool
+}
+
+// NewCore returns a core for cfg.Identity. It does nothing until driven.
+func NewCore(cfg Config) (*Core, error) {
+	if err := cfg.applyDefaults(); err != nil {
+		return nil, err
+	}
+	hk, err := newHandshakeKeys(cfg.Identity, cfg.Cloud)
+	if err != nil {
+		return nil, fmt.Errorf("overlay: %w", err)
+	}
+	id := cfg.Identity.NodeID()
+	c := &Core{
+		cfg:     cfg,
+		ident:   cfg.Identity,
+		id:      id,
+		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		hk:      hk,
+		sess:    sessionTable{byIdx: make(map[uint32]*session), byPeer: make(map[identity.Key]*session), max: cfg.MaxSessions},
+		rt:      routingTable{self: id, k: cfg.K},
+		store:   newRecordStore(&cfg),
+		owned:   make(map[identity.Key]*ownedRecord),
+		pending: make(map[uint64]*request),
+		ops:     make(map[OpID]*operation),
+	}
+	c.st.ID = id
+	return c, nil
+}
+
+// ID returns the node's overlay ID.
+func (c *Core) ID() identity.Key { return c.id }
+
+// NextTimer returns when HandleTimer must next be called (zero: no timer).
+func (c *Core) NextTimer() time.Time {
+	if len(c.timers) == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, c.timers[0].at)
+}
+
+// Outbox drains the datagrams to send and the completed operations.
+func (c *Core) Outbox() (sends []Send, done []Completion) {
+	sends, done = c.sends, c.done
+	c.sends, c.done = nil, nil
+	return sends, done
+}
+
+// Stats returns a snapshot of sizes, bounds and counters.
+func (c *Core) Stats() Stats {
+	s := c.st
+	s.Joined = c.joined
+	s.Alone = c.rt.size == 0
+	s.RoutingTableSize = c.rt.size
+	s.RoutingTableMax = len(c.rt.buckets) * c.cfg.K
+	s.ReplacementCacheSize = c.rt.repl
+	s.Sessions = len(c.sess.byIdx)
+	s.HalfOpenSessions = c.sess.halfOpen
+	s.MaxSessions = c.cfg.MaxSessions
+	s.RecordsStored = c.store.count
+	s.RecordBytes = c.store.bytes
+	s.MaxRecords = c.cfg.MaxRecords
+	s.MaxRecordBytes = c.cfg.MaxRecordBytes
+	s.MaxSourceRecords = c.store.maxSourceCount()
+	s.OwnedRecords = len(c.owned)
+	s.PendingRequests = len(c.pending)
+	s.MaxPending = c.cfg.MaxPending
+	s.ActiveOps = len(c.ops)
+	s.MaxOps = c.cfg.MaxOps
+	s.TimerEntries = len(c.timers)
+	return s
+}
+
+// touch starts the maintenance timer on the first event.
+func (c *Core) touch(now int64) {
+	if c.tickAt == 0 && !c.left {
+		// Jitter the first tick so that nodes started together do not tick together.
+		c.tickAt = now + c.cfg.TickInterval.Nanoseconds()/2 + c.rng.Int64N(c.cfg.TickInterval.Nanoseconds()/2+1)
+		c.timers.push(timer{at: c.tickAt, kind: tTick})
+	}
+}
+
+func (c *Core) emit(to netip.AddrPort, data []byte) {
+	c.st.MsgsSent++
+	c.st.BytesSent += uint64(len(data))
+	c.sends = append(c.sends, Send{To: to, Data: data})
+}
+
+func (c *Core) newReqID() uint64 {
+	for {
+		id := c.rng.Uint64()
+		if _, dup := c.pending[id]; id != 0 && !dup {
+			return id
+		}
+	}
+}
+
+func (c *Core) newSessionIdx() uint32 {
+	for {
+		idx := c.rng.Uint32()
+		if _, dup := c.sess.byIdx[idx]; idx != 0 && !dup {
+			return idx
+		}
+	}
+}
+
+func (c *Core) fillNonce(now int64, n *[nonceLen]byte) {
+	// PCG output mixed with the time: with a driver seeding from crypto/rand it
+	// is unpredictable; after a restart with a reused seed it still differs.
+	binary.BigEndian.PutUint64(n[:8], c.rng.Uint64())
+	binary.BigEndian.PutUint64(n[8:], c.rng.Uint64()^uint64(now))
+}
+
+// ---- sending ----
+
+// sendRequest sends m as a request and tracks its timeout.
+func (c *Core) sendRequest(now int64, to contact, hasID bool, m *msg, op *operation, cand int32, kind uint8, expect byte) error {
+	if len(c.pending) >= c.cfg.MaxPending {
+		return ErrBusy
+	}
+	m.reqID = c.newReqID()
+	req := &request{
+		id: m.reqID, peer: to.ID, hasID: hasID, addr: to.Addr, body: appendMsg(nil, m),
+		sentAt: now, op: op, cand: cand, kind: kind, expect: expect,
+	}
+	c.pending[req.id] = req
+	c.timers.push(timer{at: now + c.cfg.RequestTimeout.Nanoseconds(), kind: tRequest, id: req.id})
+	c.transmit(now, to.ID, hasID, to.Addr, req.body)
+	return nil
+}
+
+// transmit sends a plaintext to a peer over its session, starting a handshake if needed.
+func (c *Core) transmit(now int64, peer identity.Key, hasID bool, addr netip.AddrPort, body []byte) {
+	var s *session
+	if hasID {
+		s = c.sess.byPeer[peer]
+	} else {
+		for _, x := range c.sess.sorted() {
+			if x.addr == addr && x.state != sessHalfOpen {
+				s = x
+				break
+			}
+		}
+	}
+	if s == nil {
+		if !addr.IsValid() {
+			return
+		}
+		s = c.startHandshake(now, peer, hasID, addr)
+	}
+	s.lastUsed = now
+	if s.state == sessInitSent {
+		if len(s.queue) < maxQueuedPerHandshake {
+			s.queue = append(s.queue, body)
+		}
+		return
+	}
+	c.emit(s.addr, s.seal(c.hk.tag, body))
+}
+
+// reply answers a request on the session it arrived on.
+func (c *Core) reply(now int64, s *session, m *msg) {
+	s.lastUsed = now
+	c.emit(s.addr, s.seal(c.hk.tag, appendMsg(nil, m)))
+}
+
+func (c *Core) makeRoom(now int64, halfOpen bool) {
+	if halfOpen && c.sess.halfOpen >= max(1, c.cfg.MaxSessions/defaultMaxHalfOpenShare) {
+		if v := c.sess.victim(true); v != nil {
+			c.sess.remove(v)
+		}
+	}
+	for len(c.sess.byIdx) >= c.cfg.MaxSessions {
+		v := c.sess.victim(false)
+		if v == nil {
+			return
+		}
+		c.sess.remove(v)
+	}
+}
+
+func (c *Core) startHandshake(now int64, peer identity.Key, hasID bool, addr netip.AddrPort) *session {
+	c.makeRoom(now, false)
+	s := &session{
+		localIdx: c.newSessionIdx(), state: sessInitSent, hasPeer: hasID, peer: peer,
+		addr: addr, created: now, lastUsed: now,
+	}
+	c.fillNonce(now, &s.nonce)
+	c.sess.byIdx[s.localIdx] = s
+	if hasID {
+		c.sess.byPeer[peer] = s
+	}
+	pkt := make([]byte, 0, helloLen)
+	pkt = appendHeader(pkt, ptHello, c.hk.tag)
+	pkt = binary.BigEndian.AppendUint32(pkt, s.localIdx)
+	pkt = append(pkt, c.hk.cert[:]...)
+	pkt = append(pkt, s.nonce[:]...)
+	pkt = append(pkt, make([]byte, helloPad)...)
+	c.st.HandshakesStarted++
+	c.emit(addr, pkt)
+	return s
+}
+
+// ---- receiving ----
+
+// HandleDatagram processes one datagram received from the given address.
+func (c *Core) HandleDatagram(now time.Time, from netip.AddrPort, data []byte) {
+	if c.left {
+		return
+	}
+	ns := now.UnixNano()
+	c.touch(ns)
+	c.st.MsgsReceived++
+	c.st.BytesReceived += uint64(len(data))
+	h, err := decodeHeader(data)
+	if err != nil {
+		c.st.DroppedMalformed++
+		return
+	}
+	if h.cloud != c.hk.tag {
+		c.st.DroppedCloud++
+		return
+	}
+	if !from.IsValid() || from.Port() == 0 {
+		c.st.DroppedMalformed++
+		return
+	}
+	switch h.typ {
+	case ptHello:
+		c.onHello(ns, from, data)
+	case ptHelloAck:
+		c.onHelloAck(ns, from, data)
+	case ptData:
+		c.onData(ns, from, data)
+	case ptNoSession:
+		c.onNoSession(ns, from, data)
+	}
+}
+
+func (c *Core) onHello(now int64, from netip.AddrPort, data []byte) {
+	hl := parseHello(data, ptHello)
+	for _, s := range c.sess.byIdx {
+		if sameHello(s, from, &hl) {
+			// A duplicated or retransmitted HELLO: resend the same answer.
+			c.emit(from, s.ack)
+			return
+		}
+	}
+	peer, err := c.hk.verifyCert(&hl)
+	if err != nil || peer == c.id {
+		c.st.DroppedAuth++
+		return
+	}
+	c.makeRoom(now, true)
+	s := &session{
+		localIdx: c.newSessionIdx(), remoteIdx: hl.senderIdx, state: sessHalfOpen, hasPeer: true,
+		peer: peer, addr: from, created: now, lastUsed: now, nonce: hl.nonce,
+	}
+	var nonceR [nonceLen]byte
+	c.fillNonce(now, &nonceR)
+	i2r, r2i, err := c.hk.deriveKeys(hl.xPub[:], peer, c.id, hl.nonce[:], nonceR[:], hl.senderIdx, s.localIdx)
+	if err != nil {
+		c.st.DroppedAuth++
+		return
+	}
+	s.recv, s.send = i2r, r2i
+	ack := make([]byte, 0, helloAckLn)
+	ack = appendHeader(ack, ptHelloAck, c.hk.tag)
+	ack = binary.BigEndian.AppendUint32(ack, s.localIdx)
+	ack = binary.BigEndian.AppendUint32(ack, hl.senderIdx)
+	ack = append(ack, c.hk.cert[:]...)
+	ack = append(ack, nonceR[:]...)
+	n0 := aeadNonce(0)
+	ack = r2i.Seal(ack, n0[:], nil, ack)
+	s.ack = ack
+	c.sess.byIdx[s.localIdx] = s
+	c.sess.halfOpen++
+	c.emit(from, ack)
+}
+
+func (c *Core) onHelloAck(now int64, from netip.AddrPort, data []byte) {
+	hl := parseHello(data, ptHelloAck)
+	s := c.sess.byIdx[hl.recvIdx]
+	if s == nil || s.state != sessInitSent || s.addr != from {
+		c.st.DroppedAuth++
+		return
+	}
+	peer, err := c.hk.verifyCert(&hl)
+	if err != nil || peer == c.id || (s.hasPeer && peer != s.peer) {
+		c.st.DroppedAuth++
+		return
+	}
+	i2r, r2i, err := c.hk.deriveKeys(hl.xPub[:], c.id, peer, s.nonce[:], hl.nonce[:], s.localIdx, hl.senderIdx)
+	if err != nil {
+		c.st.DroppedAuth++
+		return
+	}
+	n0 := aeadNonce(0)
+	if _, err := r2i.Open(nil, n0[:], data[helloAckLn-tagLen:], data[:helloAckLn-tagLen]); err != nil {
+		c.st.DroppedAuth++
+		return
+	}
+	s.send, s.recv = i2r, r2i
+	s.remoteIdx = hl.senderIdx
+	s.state = sessEstablished
+	s.lastRecv, s.lastUsed = now, now
+	s.hasPeer, s.peer = true, peer
+	c.adoptSession(s)
+	c.st.HandshakesCompleted++
+	c.onSeen(now, peer, s.addr)
+}
+
+// adoptSession makes s the session used to send to its peer and flushes
+// whatever waited for a handshake with that peer.
+func (c *Core) adoptSession(s *session) {
+	if old := c.sess.byPeer[s.peer]; old != nil && old != s && old.state == sessInitSent {
+		s.queue = append(s.queue, old.queue...)
+		old.queue = nil
+		c.sess.remove(old)
+	}
+	c.sess.byPeer[s.peer] = s
+	q := s.queue
+	s.queue = nil
+	for _, body := range q {
+		c.emit(s.addr, s.seal(c.hk.tag, body))
+	}
+}
+
+func (c *Core) onData(now int64, from netip.AddrPort, data []byte) {
+	idx := binary.BigEndian.Uint32(data[headerLen:])
+	s := c.sess.byIdx[idx]
+	if s == nil {
+		c.st.DroppedAuth++
+		// Tell the sender its session is gone (smaller than what it sent).
+		hint := make([]byte, 0, noSessLen)
+		hint = appendHeader(hint, ptNoSession, c.hk.tag)
+		hint = binary.BigEndian.AppendUint32(hint, idx)
+		c.emit(from, hint)
+		return
+	}
+	if s.addr != from || s.state == sessInitSent {
+		c.st.DroppedAuth++
+		return
+	}
+	if cap(c.buf) < len(data) {
+		c.buf = make([]byte, 0, max(len(data), 2048))
+	}
+	plain, err := s.open(data, c.buf)
+	if err != nil {
+		c.st.DroppedAuth++
+		return
+	}
+	s.lastUsed, s.lastRecv = now, now
+	if s.state == sessHalfOpen {
+		s.state = sessEstablished
+		s.ack = nil
+		c.sess.halfOpen--
+		c.st.HandshakesCompleted++
+		c.adoptSession(s)
+	}
+	m, err := decodeMsg(plain)
+	if err != nil {
+		c.st.DroppedMalformed++
+		return
+	}
+	c.onSeen(now, s.peer, s.addr)
+	c.onMessage(now, s, &m)
+}
+
+func (c *Core) onNoSession(now int64, from netip.AddrPort, data []byte) {
+	idx := binary.BigEndian.Uint32(data[headerLen:])
+	var lost *session
+	for _, s := range c.sess.sorted() {
+		if s.remoteIdx == idx && s.addr == from && s.state == sessEstablished {
+			lost = s
+			break
+		}
+	}
+	if lost == nil {
+		return
+	}
+	c.sess.remove(lost)
+	// Resend, over a new handshake, the requests that went through the lost session.
+	var redo []*request
+	for _, r := range c.pending {
+		if !r.resent && r.addr == from && (!r.hasID || r.peer == lost.peer) {
+			redo = append(redo, r)
+		}
+	}
+	slices.SortFunc(redo, func(a, b *request) int { return cmpU64(a.id, b.id) })
+	for _, r := range redo {
+		r.resent = true
+		c.transmit(now, r.peer, r.hasID, r.addr, r.body)
+	}
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// onSeen updates the routing table after an authenticated message from peer.
+func (c *Core) onSeen(now int64, peer identity.Key, addr netip.AddrPort) {
+	r := c.rt.seen(peer, addr, now, c.cfg.PingAge.Nanoseconds())
+	if r.added {
+		c.dirty = true
+	}
+	if r.ping != nil {
+		m := msg{typ: mPing}
+		if err := c.sendRequest(now, contact{ID: r.ping.id, Addr: r.ping.addr}, true, &m, nil, -1, reqPing, mPong); err != nil {
+			c.rt.failed(r.ping.id, 1<<7) // clears the pinging mark; tried again next time
+		}
+	}
+}
+
+// onMessage dispatches an authenticated message received on s.
+func (c *Core) onMessage(now int64, s *session, m *msg) {
+	switch m.typ {
+	case mPing:
+		c.reply(now, s, &msg{typ: mPong, reqID: m.reqID, addr: s.addr})
+	case mFindNode:
+		c.reply(now, s, &msg{typ: mNodes, reqID: m.reqID, contacts: c.rt.closest(nil, m.key, c.cfg.K, s.peer)})
+	case mFindValue:
+		out := msg{typ: mValue, reqID: m.reqID, contacts: c.rt.closest(nil, m.key, c.cfg.K, s.peer)}
+		size := 0
+		for _, sr := range c.store.get(m.key, now) {
+			if len(out.records) == maxRecordsPerMessage || size+len(sr.enc) > maxValueMessageBytes {
+				break
+			}
+			out.records = append(out.records, sr.enc)
+			size += len(sr.enc)
+		}
+		c.reply(now, s, &out)
+	case mStore:
+		res := c.store.put(now, m.key, m.records[0], s.addr.Addr())
+		if res.status != storeOK {
+			c.st.RecordsRejected++
+		} else if res.changed {
+			c.markPushed(m.key)
+		}
+		c.reply(now, s, &msg{typ: mStoreAck, reqID: m.reqID, n: int(res.status)})
+	case mNearest:
+		c.reply(now, s, &msg{typ: mKeys, reqID: m.reqID, keys: c.store.nearestKeys(m.key, m.n, now),
+			contacts: c.rt.closest(nil, m.key, c.cfg.K, s.peer)})
+	case mRange:
+		keys, more := c.store.rangeKeys(m.key, m.key2, m.n, now)
+		c.reply(now, s, &msg{typ: mKeys, reqID: m.reqID, keys: keys, more: more,
+			contacts: c.rt.closest(nil, midpoint(m.key, m.key2), c.cfg.K, s.peer)})
+	case mLeave:
+		c.rt.remove(s.peer)
+		c.dirty = true
+		c.sess.remove(s)
+		var gone []*request
+		for _, r := range c.pending {
+			if r.hasID && r.peer == s.peer {
+				gone = append(gone, r)
+			}
+		}
+		slices.SortFunc(gone, func(a, b *request) int { return cmpU64(a.id, b.id) })
+		for _, r := range gone {
+			delete(c.pending, r.id)
+			c.requestFailed(now, r, false)
+		}
+	case mPong, mNodes, mValue, mStoreAck, mKeys:
+		req := c.pending[m.reqID]
+		if req == nil || req.expect != m.typ || (req.hasID && req.peer != s.peer) || (!req.hasID && req.addr != s.addr) {
+			return
+		}
+		delete(c.pending, req.id)
+		if req.op != nil {
+			c.opResponse(now, req, s.peer, m)
+		}
+	}
+}
+
+// requestFailed handles a request that timed out (or whose peer left).
+func (c *Core) requestFailed(now int64, req *request, timedOut bool) {
+	if timedOut {
+		// A peer that sent nothing since the request may have lost our session
+		// (or died): the next request starts a fresh handshake.
+		var s *session
+		if req.hasID {
+			s = c.sess.byPeer[req.peer]
+		}
+		if s != nil && s.lastRecv < req.sentAt {
+			c.sess.remove(s)
+		}
+		if req.hasID {
+			if req.kind == reqPing {
+				if c.rt.remove(req.peer) {
+					c.dirty = true
+				}
+			} else if c.rt.failed(req.peer, c.cfg.MaxFails) {
+				c.dirty = true
+			}
+		}
+	}
+	if req.op != nil {
+		c.opFailure(now, req, timedOut)
+	}
+}
+
+// ---- timers ----
+
+// HandleTimer runs every timer due at or before now.
+func (c *Core) HandleTimer(now time.Time) {
+	if c.left {
+		return
+	}
+	ns := now.UnixNano()
+	c.touch(ns)
+	for len(c.timers) > 0 && c.timers[0].at <= ns {
+		t := c.timers.pop()
+		switch t.kind {
+		case tRequest:
+			if req := c.pending[t.id]; req != nil {
+				delete(c.pending, t.id)
+				c.requestFailed(ns, req, true)
+			}
+		case tOpDeadline:
+			if op := c.ops[OpID(t.id)]; op != nil {
+				op.deadlineHit = true
+				c.finishLookup(ns, op)
+			}
+		case tGrace:
+			if op := c.ops[OpID(t.id)]; op != nil && !op.storing {
+				c.finishLookup(ns, op)
+			}
+		case tTick:
+			if t.at == c.tickAt {
+				c.maintain(ns)
+				c.tickAt = ns + c.cfg.TickInterval.Nanoseconds()
+				c.timers.push(timer{at: c.tickAt, kind: tTick})
+			}
+		}
+	}
+}
+
+// maintain is the periodic housekeeping: expiry, session ageing, republish,
+// bucket refresh and re-replication.
+func (c *Core) maintain(now int64) {
+	c.store.expire(now)
+	idle := c.cfg.SessionIdle.Nanoseconds()
+	for _, s := range c.sess.sorted() {
+		if now-s.lastUsed > idle {
+			c.sess.remove(s)
+		}
+	}
+	// Owners republish (re-signed, higher Seq) at half their records' lifetime.
+	var due []identity.Key
+	for k, o := range c.owned {
+		if o.republishAt <= now {
+			due = append(due, k)
+		}
+	}
+	slices.SortFunc(due, compareKeys)
+	for _, k := range due {
+		c.republish(now, k)
+	}
+	// Refresh buckets that saw no lookup for RefreshInterval.
+	if c.rt.size > 0 {
+		refresh := c.cfg.RefreshInterval.Nanoseconds()
+		for i := range c.rt.buckets {
+			if len(c.ops) >= c.cfg.MaxOps/2 {
+				break
+			}
+			if now-c.rt.buckets[i].lastLookup > refresh {
+				c.startInternalLookup(now, opRefresh, randomIDInBucket(c.id, i, c.rng.Uint64))
+			}
+		}
+	}
+	if c.dirty {
+		c.replicate(now)
+	}
+}
+
+// ---- API ----
+
+func (c *Core) newOp(now int64, kind opKind, target identity.Key, o SearchOptions) (*operation, error) {
+	c.touch(now)
+	c.nextOp++
+	op := &operation{id: c.nextOp, kind: kind, target: target}
+	if c.left {
+		return op, ErrLeft
+	}
+	if len(c.ops) >= c.cfg.MaxOps {
+		return op, ErrBusy
+	}
+	op.deadline = now + c.cfg.SearchTimeout.Nanoseconds()
+	if !o.Deadline.IsZero() {
+		op.deadline = o.Deadline.UnixNano()
+	}
+	op.maxHops = c.cfg.MaxHops
+	if o.MaxHops > 0 {
+		op.maxHops = o.MaxHops
+	}
+	c.ops[op.id] = op
+	c.timers.push(timer{at: op.deadline, kind: tOpDeadline, id: uint64(op.id)})
+	return op, nil
+}
+
+func (c *Core) fail(op *operation, err error) OpID {
+	c.done = append(c.done, Completion{Op: op.id, Err: err})
+	return op.id
+}
+
+// Join bootstraps from seed addresses, then looks up the node's own ID. It
+// completes when that lookup ends; Err is ErrAlone if nobody answered.
+func (c *Core) Join(now time.Time, seeds []netip.AddrPort) OpID {
+	ns := now.UnixNano()
+	op, err := c.newOp(ns, opJoin, c.id, SearchOptions{})
+	if err != nil {
+		return c.fail(op, err)
+	}
+	for _, a := range seeds {
+		if !a.IsValid() || a.Port() == 0 {
+			continue
+		}
+		op.addSeed(a)
+	}
+	c.startLookup(ns, op)
+	return op.id
+}
+
+// Resolve finds the records stored under key (see Completion.Records). A name
+// whose newest record is a withdrawal completes with ErrWithdrawn.
+func (c *Core) Resolve(now time.Time, key identity.Key, o SearchOptions) OpID {
+	ns := now.UnixNano()
+	op, err := c.newOp(ns, opResolve, key, o)
+	if err != nil {
+		return c.fail(op, err)
+	}
+	for _, sr := range c.store.get(key, ns) {
+		op.addRecord(sr.rec)
+	}
+	c.startLookup(ns, op)
+	return op.id
+}
+
+// Nearest finds up to n registered keys closest (XOR distance) to key.
+func (c *Core) Nearest(now time.Time, key identity.Key, n int, o SearchOptions) OpID {
+	ns := now.UnixNano()
+	op, err := c.newOp(ns, opNearest, key, o)
+	if err != nil {
+		return c.fail(op, err)
+	}
+	op.n = min(max(n, 1), maxKeysPerMessage)
+	op.mergeKeys(c.store.nearestKeys(key, op.n, ns), -1)
+	c.startLookup(ns, op)
+	return op.id
+}
+
+// Range finds registered keys in [lo, hi] (at most Config.MaxRangeKeys).
+func (c *Core) Range(now time.Time, lo, hi identity.Key, o SearchOptions) OpID {
+	ns := now.UnixNano()
+	if compareKeys(lo, hi) > 0 {
+		lo, hi = hi, lo
+	}
+	op, err := c.newOp(ns, opRange, midpoint(lo, hi), o)
+	if err != nil {
+		return c.fail(op, err)
+	}
+	op.lo, op.hi, op.n = lo, hi, c.cfg.MaxRangeKeys
+	keys, _ := c.store.rangeKeys(lo, hi, op.n, ns)
+	op.mergeKeys(keys, -1)
+	c.startLookup(ns, op)
+	return op.id
+}
+
+// Publish signs a copy of tmpl with the node's identity (Seq, Issued and
+// Expires are set here), stores it on the Replication closest nodes and
+// republishes it before expiry until Unpublish. Completion.Records holds the
+// signed record; Completion.Stored the number of nodes that acknowledged it.
+func (c *Core) Publish(now time.Time, tmpl *records.Record) OpID {
+	ns := now.UnixNano()
+	rec := cloneRecord(tmpl)
+	if rec.Name.Secured {
+		rec.Name.Authority = c.ident.Authority()
+	}
+	key := rec.Name.Key()
+	op, err := c.newOp(ns, opPublish, key, SearchOptions{})
+	if err != nil {
+		return c.fail(op, err)
+	}
+	if err := c.signOwn(ns, rec, false); err != nil {
+		c.dropOp(op)
+		return c.fail(op, err)
+	}
+	c.owned[key] = &ownedRecord{rec: rec, republishAt: ns + c.cfg.RecordLifetime.Nanoseconds()/2}
+	c.beginStore(ns, op, rec)
+	return op.id
+}
+
+// Unpublish stops republishing name and publishes a signed withdrawal that
+// replaces the live record on the replicas (Resolve then reports ErrWithdrawn).
+func (c *Core) Unpublish(now time.Time, name identity.Name) OpID {
+	ns := now.UnixNano()
+	if name.Secured {
+		name.Authority = c.ident.Authority()
+	}
+	key := name.Key()
+	op, err := c.newOp(ns, opUnpublish, key, SearchOptions{})
+	if err != nil {
+		return c.fail(op, err)
+	}
+	o := c.owned[key]
+	if o == nil {
+		c.dropOp(op)
+		return c.fail(op, fmt.Errorf("%s: %w", name, ErrNotOwned))
+	}
+	delete(c.owned, key)
+	tomb := &records.Record{Name: o.rec.Name, Seq: o.rec.Seq}
+	if err := c.signOwn(ns, tomb, true); err != nil {
+		c.dropOp(op)
+		return c.fail(op, err)
+	}
+	c.beginStore(ns, op, tomb)
+	return op.id
+}
+
+// Store replicates a record signed elsewhere on the closest nodes (no republish).
+func (c *Core) Store(now time.Time, rec *records.Record) OpID {
+	ns := now.UnixNano()
+	op, err := c.newOp(ns, opStore, rec.Key(), SearchOptions{})
+	if err != nil {
+		return c.fail(op, err)
+	}
+	if err := records.Verify(rec, unixTime(ns)); err != nil {
+		c.dropOp(op)
+		return c.fail(op, fmt.Errorf("%w: %w", ErrBadRecord, err))
+	}
+	c.beginStore(ns, op, rec)
+	return op.id
+}
+
+// Cancel abandons an operation; no Completion is reported for it.
+func (c *Core) Cancel(op OpID) {
+	if o := c.ops[op]; o != nil {
+		c.dropOp(o)
+	}
+}
+
+// Leave tells the peers the node is going, hands its stored records to the
+// closest peers it has sessions with, and stops the core: operations in
+// progress complete with ErrLeft and later calls are refused.
+func (c *Core) Leave(now time.Time) {
+	if c.left {
+		return
+	}
+	ns := now.UnixNano()
+	handed := 0
+	for _, k := range c.store.sortedKeys() {
+		targets := c.rt.closest(nil, k, c.cfg.Replication, c.id)
+		for _, sr := range c.store.get(k, ns) {
+			for _, t := range targets {
+				s := c.sess.byPeer[t.ID]
+				if s == nil || s.state != sessEstablished || handed >= maxLeaveHandoffs {
+					continue
+				}
+				m := msg{typ: mStore, reqID: c.rng.Uint64(), key: k, records: [][]byte{sr.enc}}
+				c.reply(ns, s, &m)
+				handed++
+			}
+		}
+	}
+	for _, s := range c.sess.sorted() {
+		if s.state == sessEstablished {
+			c.reply(ns, s, &msg{typ: mLeave})
+		}
+	}
+	ids := make([]OpID, 0, len(c.ops))
+	for id, op := range c.ops {
+		if !op.internal {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		c.done = append(c.done, Completion{Op: id, Err: ErrLeft})
+	}
+	clear(c.ops)
+	clear(c.pending)
+	c.timers = c.timers[:0]
+	c.left = true
+}
+
+// maxLeaveHandoffs bounds the STOREs sent while leaving.
+const maxLeaveHandoffs = 1024
+
+// signOwn sets Seq, Issued and Expires of a record this node publishes and signs it.
+func (c *Core) signOwn(now int64, rec *records.Record, withdrawn bool) error {
+	prev := rec.Seq
+	if o := c.owned[rec.Name.Key()]; o != nil {
+		prev = max(prev, o.rec.Seq)
+	}
+	for _, sr := range c.store.get(rec.Name.Key(), now) {
+		if sr.rec.PublicKey.Equal(c.ident.PublicKey()) {
+			prev = max(prev, sr.rec.Seq)
+		}
+	}
+	rec.Seq = max(prev+1, uint64(now/int64(time.Millisecond)))
+	rec.Issued = unixTime(now).Truncate(time.Second)
+	rec.Expires = rec.Issued.Add(c.cfg.RecordLifetime.Truncate(time.Second))
+	rec.Withdrawn = withdrawn
+	if err := records.Sign(rec, c.ident); err != nil {
+		return fmt.Errorf("%w: sign: %w", ErrBadRecord, err)
+	}
+	if err := records.Verify(rec, unixTime(now)); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRecord, err)
+	}
+	return nil
+}
+
+func (c *Core) republish(now int64, key identity.Key) {
+	o := c.owned[key]
+	rec := cloneRecord(o.rec)
+	if err := c.signOwn(now, rec, false); err != nil {
+		delete(c.owned, key)
+		return
+	}
+	o.rec = rec
+	o.republishAt = now + c.cfg.RecordLifetime.Nanoseconds()/2
+	op, err := c.newOp(now, opPublish, key, SearchOptions{})
+	if err != nil {
+		o.republishAt = now + c.cfg.TickInterval.Nanoseconds() // try again next tick
+		return
+	}
+	op.internal = true
+	c.beginStore(now, op, rec)
+}
+
+func cloneRecord(r *records.Record) *records.Record {
+	out := *r
+	out.PublicKey = slices.Clone(r.PublicKey)
+	out.Endpoints = slices.Clone(r.Endpoints)
+	out.Services = slices.Clone(r.Services)
+	out.TXT = slices.Clone(r.TXT)
+	out.Payload = slices.Clone(r.Payload)
+	out.Signature = nil
+	return &out
+}
+
+// beginStore stores rec locally when it is ours (or we are alone), then looks
+// up the key's closest nodes to store it on.
+func (c *Core) beginStore(now int64, op *operation, rec *records.Record) {
+	enc, err := records.Encode(rec)
+	if err != nil {
+		c.dropOp(op)
+		c.fail(op, fmt.Errorf("%w: encode: %w", ErrBadRecord, err))
+		return
+	}
+	if len(enc) > 0xffff {
+		c.dropOp(op)
+		c.fail(op, fmt.Errorf("%w: record of %d bytes", ErrBadRecord, len(enc)))
+		return
+	}
+	op.rec, op.enc = rec, enc
+	if op.kind != opStore || c.rt.size == 0 {
+		c.store.putRecord(now, rec.Key(), rec, enc, netip.Addr{})
+	}
+	c.startLookup(now, op)
+}
+
+// replicate hands stored records to members of their replica sets (as this
+// node sees them) that have not been given them yet.
+func (c *Core) replicate(now int64) {
+	c.dirty = false
+	sent := 0
+	for _, k := range c.store.sortedKeys() {
+		if c.rt.countCloser(k, c.id, c.cfg.Replication) >= c.cfg.Replication {
+			continue // not one of the key's replicas any more
+		}
+		targets := c.rt.closest(nil, k, c.cfg.Replication, c.id)
+		for _, sr := range c.store.get(k, now) {
+			for _, t := range targets {
+				p := binary.BigEndian.Uint64(t.ID[:8])
+				if slices.Contains(sr.pushed, p) {
+					continue
+				}
+				if sent >= maxReplicatePerTick {
+					c.dirty = true
+					return
+				}
+				m := msg{typ: mStore, key: k, records: [][]byte{sr.enc}}
+				if c.sendRequest(now, t, true, &m, nil, -1, reqReplicate, mStoreAck) != nil {
+					c.dirty = true
+					return
+				}
+				sent++
+			}
+			sr.pushed = sr.pushed[:0]
+			for _, t := range targets {
+				sr.pushed = append(sr.pushed, binary.BigEndian.Uint64(t.ID[:8]))
+			}
+		}
+	}
+}
+
+// maxReplicatePerTick bounds the maintenance STOREs of one tick.
+const maxReplicatePerTick = 256
+
+// markPushed records that the current replica set of key presumably holds
+// what was just stored (the publisher stores on all of them).
+func (c *Core) markPushed(key identity.Key) {
+	targets := c.rt.closest(nil, key, c.cfg.Replication, c.id)
+	for _, sr := range c.store.get(key, 0) {
+		sr.pushed = sr.pushed[:0]
+		for _, t := range targets {
+			sr.pushed = append(sr.pushed, binary.BigEndian.Uint64(t.ID[:8]))
+		}
+	}
+}
+
+// midpoint returns floor((a+b)/2) of two 256-bit big-endian integers.
+func midpoint(a, b identity.Key) identity.Key {
+	var sum [33]byte
+	carry := 0
+	for i := 31; i >= 0; i-- {
+		v := int(a[i]) + int(b[i]) + carry
+		sum[i+1] = byte(v)
+		carry = v >> 8
+	}
+	sum[0] = byte(carry)
+	var out identity.Key
+	for i := 0; i < 32; i++ {
+		out[i] = sum[i]<<7 | sum[i+1]>>1
+	}
+	return out
+}
+
+// Published returns the current signed record this node publishes for name
+// (its Seq changes at each republish), or nil if it does not publish it.
+func (c *Core) Published(name identity.Name) *records.Record {
+	if name.Secured {
+		name.Authority = c.ident.Authority()
+	}
+	if o := c.owned[name.Key()]; o != nil {
+		return o.rec
+	}
+	return nil
+}
+
+// ForEachRecord calls fn for every record the node holds (for others and its
+// own), in key order, until fn returns false. fn must not modify the record.
+func (c *Core) ForEachRecord(fn func(*records.Record) bool) {
+	for _, k := range c.store.sortedKeys() {
+		for _, sr := range c.store.m[k].recs {
+			if !fn(sr.rec) {
+				return
+			}
+		}
+	}
+}

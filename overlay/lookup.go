@@ -1,0 +1,515 @@
+package overlay
+
+import (
+	"bytes"
+	"net/netip"
+	"slices"
+
+	"github.com/peername/peername/identity"
+	"github.com/peername/peername/records"
+)
+
+type opKind uint8
+
+const (
+	opJoin opKind = iota + 1
+	opRefresh
+	opPublish
+	opUnpublish
+	opStore
+	opResolve
+	opNearest
+	opRange
+)
+
+// Candidate states in an iterative lookup.
+const (
+	cFresh    = 0
+	cInflight = 1
+	cDone     = 2
+	cFailed   = 3 // timed out, unreachable, or beyond the hop limit
+)
+
+type cand struct {
+	c     contact
+	hasID bool // false for a seed known only by address
+	hop   uint8
+	state uint8
+	ref   int32 // index of the candidate that referred this one (-1: own table or seed)
+}
+
+// operation is one API call (or internal maintenance) in progress: an
+// iterative lookup, possibly followed by a store phase.
+type operation struct {
+	id       OpID
+	kind     opKind
+	internal bool // no Completion is reported
+	target   identity.Key
+	lo, hi   identity.Key
+	n        int
+	deadline int64
+	maxHops  int
+
+	all         []cand
+	order       []int32 // indices into all: seeds first, then closest to target first
+	inflight    int
+	path        Path
+	hopLimited  bool
+	deadlineHit bool
+	anyResponse bool
+	done        bool
+
+	// Resolve: the best record per publisher, and who answered first.
+	recs       []*records.Record
+	foundRef   int32
+	foundFrom  int
+	graceArmed bool
+
+	// Nearest / Range.
+	keys    []identity.Key
+	keysRef int32
+
+	// Store phase.
+	rec      *records.Record
+	enc      []byte
+	storing  bool
+	storeOut int
+	stored   int
+}
+
+// maxCandidates bounds an operation's candidate list.
+const maxCandidates = 16 * maxK
+
+func (op *operation) addSeed(a netip.AddrPort) {
+	for _, i := range op.order {
+		if !op.all[i].hasID && op.all[i].c.Addr == a {
+			return
+		}
+	}
+	op.all = append(op.all, cand{c: contact{Addr: a}, hop: 1, ref: -1})
+	idx := int32(len(op.all) - 1)
+	// seeds go before every candidate with an ID
+	pos := 0
+	for pos < len(op.order) && !op.all[op.order[pos]].hasID {
+		pos++
+	}
+	op.order = slices.Insert(op.order, pos, idx)
+}
+
+// addCandidate inserts a contact in distance order unless already known.
+func (op *operation) addCandidate(c contact, hop int, ref int32, self identity.Key) {
+	if c.ID == self || len(op.all) >= maxCandidates {
+		return
+	}
+	for i := range op.all {
+		if op.all[i].hasID && op.all[i].c.ID == c.ID {
+			return
+		}
+	}
+	op.all = append(op.all, cand{c: c, hasID: true, hop: uint8(min(hop, 255)), ref: ref})
+	idx := int32(len(op.all) - 1)
+	pos := len(op.order)
+	for pos > 0 {
+		o := &op.all[op.order[pos-1]]
+		if !o.hasID || !closer(c.ID, o.c.ID, op.target) {
+			break
+		}
+		pos--
+	}
+	op.order = slices.Insert(op.order, pos, idx)
+}
+
+// addRecord merges a verified record: the newest per publisher (one for a secured name).
+func (op *operation) addRecord(r *records.Record) {
+	for i, have := range op.recs {
+		if r.Name.Secured || bytes.Equal(have.PublicKey, r.PublicKey) {
+			if records.Newer(r, have) {
+				op.recs[i] = r
+			}
+			return
+		}
+	}
+	op.recs = append(op.recs, r)
+}
+
+// mergeKeys merges keys found by candidate ref.
+func (op *operation) mergeKeys(keys []identity.Key, ref int32) {
+	for _, k := range keys {
+		if op.kind == opRange && (compareKeys(k, op.lo) < 0 || compareKeys(k, op.hi) > 0) {
+			continue
+		}
+		if slices.Contains(op.keys, k) {
+			continue
+		}
+		if op.kind == opNearest {
+			if len(op.keys) == op.n && !closer(k, op.keys[op.n-1], op.target) {
+				continue
+			}
+			pos := len(op.keys)
+			for pos > 0 && closer(k, op.keys[pos-1], op.target) {
+				pos--
+			}
+			if pos == 0 {
+				op.keysRef = ref
+			}
+			if len(op.keys) < op.n {
+				op.keys = append(op.keys, identity.Key{})
+			}
+			copy(op.keys[pos+1:], op.keys[pos:len(op.keys)-1])
+			op.keys[pos] = k
+			continue
+		}
+		if len(op.keys) >= op.n {
+			break
+		}
+		if len(op.keys) == 0 {
+			op.keysRef = ref
+		}
+		op.keys = append(op.keys, k)
+	}
+}
+
+func (c *Core) startInternalLookup(now int64, kind opKind, target identity.Key) {
+	op, err := c.newOp(now, kind, target, SearchOptions{})
+	if err != nil {
+		return
+	}
+	op.internal = true
+	c.startLookup(now, op)
+}
+
+// startLookup seeds the candidates from the routing table and sends the first requests.
+func (c *Core) startLookup(now int64, op *operation) {
+	op.foundRef, op.keysRef = -1, -1
+	if i := commonPrefixLen(c.id, op.target); i < len(c.rt.buckets) {
+		c.rt.buckets[i].lastLookup = now
+	}
+	for _, ct := range c.rt.closest(nil, op.target, c.cfg.K, c.id) {
+		op.addCandidate(ct, 1, -1, c.id)
+	}
+	c.step(now, op)
+}
+
+func (c *Core) requestFor(op *operation) (msg, byte) {
+	switch op.kind {
+	case opResolve:
+		return msg{typ: mFindValue, key: op.target}, mValue
+	case opNearest:
+		return msg{typ: mNearest, key: op.target, n: op.n}, mKeys
+	case opRange:
+		return msg{typ: mRange, key: op.lo, key2: op.hi, n: op.n}, mKeys
+	}
+	return msg{typ: mFindNode, key: op.target}, mNodes
+}
+
+// step sends requests to the closest fresh candidates, alpha at a time, and
+// ends the lookup when the K closest known candidates have all answered or failed.
+func (c *Core) step(now int64, op *operation) {
+	if op.done || op.storing {
+		return
+	}
+	if op.kind == opResolve && len(op.recs) > 0 && op.foundFrom > 0 {
+		// Found: send nothing new; wait for the answers in flight (bounded by
+		// the grace timer) to prefer the newest replica.
+		if op.inflight == 0 || op.foundFrom >= 2 {
+			c.finishLookup(now, op)
+		}
+		return
+	}
+	if op.kind == opRange && len(op.keys) >= op.n {
+		c.finishLookup(now, op)
+		return
+	}
+	considered := 0
+	for _, i := range op.order {
+		if op.inflight >= c.cfg.Alpha {
+			break
+		}
+		cd := &op.all[i]
+		if cd.state == cFailed {
+			continue
+		}
+		if cd.hasID {
+			if considered >= c.cfg.K {
+				break
+			}
+			considered++
+		}
+		if cd.state != cFresh {
+			continue
+		}
+		if int(cd.hop) > op.maxHops {
+			cd.state = cFailed
+			op.hopLimited = true
+			continue
+		}
+		m, expect := c.requestFor(op)
+		if err := c.sendRequest(now, cd.c, cd.hasID, &m, op, i, reqLookup, expect); err != nil {
+			cd.state = cFailed
+			continue
+		}
+		cd.state = cInflight
+		op.inflight++
+		op.path.Asked++
+	}
+	if op.inflight == 0 {
+		c.finishLookup(now, op)
+	}
+}
+
+func (c *Core) opResponse(now int64, req *request, peer identity.Key, m *msg) {
+	op := req.op
+	if op.done {
+		return
+	}
+	if req.kind == reqStore {
+		if op.storing {
+			op.storeOut--
+			if m.n == storeOK {
+				op.stored++
+			}
+			if op.storeOut == 0 {
+				c.complete(now, op)
+			}
+		}
+		return
+	}
+	if req.kind != reqLookup || int(req.cand) >= len(op.all) {
+		return
+	}
+	cd := &op.all[req.cand]
+	if cd.state != cInflight {
+		return
+	}
+	cd.state = cDone
+	if !cd.hasID {
+		cd.hasID, cd.c.ID = true, peer
+	}
+	op.inflight--
+	op.anyResponse = true
+	for _, ct := range m.contacts {
+		op.addCandidate(ct, int(cd.hop)+1, req.cand, c.id)
+	}
+	switch op.kind {
+	case opResolve:
+		got := false
+		for _, enc := range m.records {
+			r, err := records.Decode(bytes.Clone(enc))
+			if err != nil || r.Key() != op.target || records.Verify(r, unixTime(now)) != nil {
+				c.st.RecordsRejected++
+				continue
+			}
+			op.addRecord(r)
+			got = true
+		}
+		if got {
+			if op.foundFrom == 0 {
+				op.foundRef = req.cand
+			}
+			op.foundFrom++
+			if !op.graceArmed {
+				op.graceArmed = true
+				c.timers.push(timer{at: now + c.cfg.ValueGrace.Nanoseconds(), kind: tGrace, id: uint64(op.id)})
+			}
+		}
+	case opNearest, opRange:
+		if len(m.keys) > 0 {
+			op.mergeKeys(m.keys, req.cand)
+		}
+	}
+	c.step(now, op)
+}
+
+func (c *Core) opFailure(now int64, req *request, timedOut bool) {
+	op := req.op
+	if op.done {
+		return
+	}
+	if timedOut {
+		op.path.Timeouts++
+	}
+	if req.kind == reqStore {
+		if op.storing {
+			op.storeOut--
+			if op.storeOut == 0 {
+				c.complete(now, op)
+			}
+		}
+		return
+	}
+	if int(req.cand) < len(op.all) && op.all[req.cand].state == cInflight {
+		op.all[req.cand].state = cFailed
+		op.inflight--
+	}
+	c.step(now, op)
+}
+
+// finishLookup ends the lookup phase: store operations go on to their store
+// phase, the others complete.
+func (c *Core) finishLookup(now int64, op *operation) {
+	if op.done || op.storing {
+		if op.storing && op.deadlineHit {
+			c.complete(now, op) // stores still unanswered at the deadline count as failed
+		}
+		return
+	}
+	switch op.kind {
+	case opPublish, opUnpublish, opStore:
+		op.storing = true
+		targets := op.closestDone(c.cfg.Replication)
+		for _, i := range targets {
+			m := msg{typ: mStore, key: op.target, records: [][]byte{op.enc}}
+			if c.sendRequest(now, op.all[i].c, true, &m, op, i, reqStore, mStoreAck) == nil {
+				op.storeOut++
+			}
+		}
+		if op.storeOut == 0 {
+			c.complete(now, op)
+		}
+		return
+	}
+	c.complete(now, op)
+}
+
+// closestDone returns up to n candidates (indices) that answered, closest first.
+func (op *operation) closestDone(n int) []int32 {
+	var out []int32
+	for _, i := range op.order {
+		if len(out) == n {
+			break
+		}
+		if cd := &op.all[i]; cd.hasID && cd.state == cDone {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// pathTo fills the path's hop count and referral chain ending at candidate i.
+func (op *operation) pathTo(i int32) {
+	if i < 0 || int(i) >= len(op.all) {
+		return
+	}
+	op.path.Hops = int(op.all[i].hop)
+	var chain []identity.Key
+	for j := i; j >= 0 && len(chain) < 256; j = op.all[j].ref {
+		chain = append(chain, op.all[j].c.ID)
+	}
+	slices.Reverse(chain)
+	op.path.Nodes = chain
+}
+
+func (c *Core) dropOp(op *operation) {
+	op.done = true
+	delete(c.ops, op.id)
+}
+
+// complete ends an operation and reports it.
+func (c *Core) complete(now int64, op *operation) {
+	if op.done {
+		return
+	}
+	c.dropOp(op)
+	var comp Completion
+	comp.Op = op.id
+	switch op.kind {
+	case opJoin:
+		if op.anyResponse {
+			c.joined = true
+		}
+		done := op.closestDone(c.cfg.K)
+		c.deepestOf(op, done)
+		if !op.anyResponse && c.rt.size == 0 {
+			comp.Err = ErrAlone
+		}
+		if op.anyResponse && !c.cfg.SkipJoinRefresh {
+			c.joinRefresh(now)
+		}
+	case opRefresh:
+	case opPublish, opUnpublish, opStore:
+		comp.Records = []*records.Record{op.rec}
+		comp.Stored = op.stored
+		c.deepestOf(op, op.closestDone(c.cfg.Replication))
+		switch {
+		case op.stored > 0:
+		case !op.anyResponse && c.rt.size == 0:
+			comp.Err = ErrAlone
+		default:
+			comp.Err = ErrNotStored
+		}
+		if op.kind == opStore && op.stored == 0 && !op.anyResponse {
+			c.store.putRecord(now, op.rec.Key(), op.rec, op.enc, netip.Addr{})
+		}
+	case opResolve:
+		op.pathTo(op.foundRef)
+		var live []*records.Record
+		withdrawn := false
+		for _, r := range op.recs {
+			if r.Withdrawn {
+				withdrawn = true
+			} else {
+				live = append(live, r)
+			}
+		}
+		slices.SortStableFunc(live, func(a, b *records.Record) int {
+			if d := b.Issued.Compare(a.Issued); d != 0 {
+				return d
+			}
+			return cmpU64(b.Seq, a.Seq)
+		})
+		comp.Records = live
+		if len(live) == 0 {
+			comp.Err = op.notFoundErr(withdrawn, c.rt.size == 0)
+		}
+	case opNearest, opRange:
+		op.pathTo(op.keysRef)
+		comp.Keys = op.keys
+		if op.kind == opRange {
+			slices.SortFunc(comp.Keys, compareKeys)
+		}
+		if len(comp.Keys) == 0 {
+			comp.Err = op.notFoundErr(false, c.rt.size == 0)
+		}
+	}
+	comp.Path = op.path
+	if !op.internal {
+		c.done = append(c.done, comp)
+	}
+}
+
+func (op *operation) notFoundErr(withdrawn, alone bool) error {
+	switch {
+	case withdrawn:
+		return ErrWithdrawn
+	case op.deadlineHit:
+		return ErrTimeout
+	case op.hopLimited:
+		return ErrHopLimit
+	case !op.anyResponse && alone:
+		return ErrAlone
+	}
+	return ErrNotFound
+}
+
+func (c *Core) deepestOf(op *operation, done []int32) {
+	best := int32(-1)
+	for _, i := range done {
+		if best < 0 || op.all[i].hop > op.all[best].hop {
+			best = i
+		}
+	}
+	op.pathTo(best)
+}
+
+// joinRefresh looks up a random ID in every bucket farther than our closest
+// neighbour, as Kademlia's join does, so the table covers the whole key space.
+func (c *Core) joinRefresh(now int64) {
+	nearest := c.rt.closest(nil, c.id, 1, c.id)
+	if len(nearest) == 0 {
+		return
+	}
+	deepest := commonPrefixLen(c.id, nearest[0].ID)
+	for i := 0; i < deepest && len(c.ops) < c.cfg.MaxOps/2; i++ {
+		c.startInternalLookup(now, opRefresh, randomIDInBucket(c.id, i, c.rng.Uint64))
+	}
+}

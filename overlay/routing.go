@@ -1,0 +1,239 @@
+package overlay
+
+import (
+	"net/netip"
+
+	"github.com/peername/peername/identity"
+)
+
+// rtContact is a routing-table entry: a node we have exchanged authenticated
+// messages with.
+type rtContact struct {
+	id       identity.Key
+	addr     netip.AddrPort
+	lastSeen int64
+	fails    uint8
+	pinging  bool
+}
+
+// bucket holds the contacts sharing a given prefix length with our ID, least
+// recently seen first, and a replacement cache of the same size, most recent last.
+type bucket struct {
+	live       []rtContact
+	repl       []rtContact
+	lastLookup int64
+}
+
+// routingTable is a Kademlia table with one bucket per common prefix length.
+// Buckets are allocated only up to the deepest prefix seen, so a node in a
+// network of n nodes holds about K*log2(n/K) contacts.
+type routingTable struct {
+	self    identity.Key
+	k       int
+	buckets []bucket
+	size    int
+	repl    int
+}
+
+func (rt *routingTable) bucketFor(id identity.Key) (int, *bucket) {
+	i := commonPrefixLen(rt.self, id)
+	if i >= 256 {
+		return -1, nil
+	}
+	for len(rt.buckets) <= i {
+		rt.buckets = append(rt.buckets, bucket{})
+	}
+	return i, &rt.buckets[i]
+}
+
+func findContact(cs []rtContact, id identity.Key) int {
+	for i := range cs {
+		if cs[i].id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// seenResult tells the core what seen did.
+type seenResult struct {
+	added bool       // a new live contact (the neighbourhood changed)
+	ping  *rtContact // the bucket is full: check this least-recently-seen contact
+}
+
+// seen records an authenticated message from id at addr.
+func (rt *routingTable) seen(id identity.Key, addr netip.AddrPort, now int64, pingAge int64) seenResult {
+	_, b := rt.bucketFor(id)
+	if b == nil {
+		return seenResult{}
+	}
+	if i := findContact(b.live, id); i >= 0 {
+		c := b.live[i]
+		c.addr, c.lastSeen, c.fails, c.pinging = addr, now, 0, false
+		copy(b.live[i:], b.live[i+1:])
+		b.live[len(b.live)-1] = c
+		return seenResult{}
+	}
+	if len(b.live) < rt.k {
+		b.live = append(b.live, rtContact{id: id, addr: addr, lastSeen: now})
+		rt.size++
+		if i := findContact(b.repl, id); i >= 0 {
+			b.repl = append(b.repl[:i], b.repl[i+1:]...)
+			rt.repl--
+		}
+		return seenResult{added: true}
+	}
+	// Full bucket: remember the newcomer as a replacement.
+	if i := findContact(b.repl, id); i >= 0 {
+		b.repl = append(b.repl[:i], b.repl[i+1:]...)
+		rt.repl--
+	}
+	if len(b.repl) >= rt.k {
+		copy(b.repl, b.repl[1:])
+		b.repl = b.repl[:len(b.repl)-1]
+		rt.repl--
+	}
+	b.repl = append(b.repl, rtContact{id: id, addr: addr, lastSeen: now})
+	rt.repl++
+	head := &b.live[0]
+	if !head.pinging && now-head.lastSeen > pingAge {
+		head.pinging = true
+		c := *head
+		return seenResult{ping: &c}
+	}
+	return seenResult{}
+}
+
+// failed records a request to id that got no answer; it evicts the contact
+// (promoting the freshest replacement) once fails reaches maxFails. It
+// reports whether the contact was evicted.
+func (rt *routingTable) failed(id identity.Key, maxFails int) bool {
+	_, b := rt.bucketFor(id)
+	if b == nil {
+		return false
+	}
+	i := findContact(b.live, id)
+	if i < 0 {
+		if j := findContact(b.repl, id); j >= 0 {
+			b.repl = append(b.repl[:j], b.repl[j+1:]...)
+			rt.repl--
+		}
+		return false
+	}
+	b.live[i].fails++
+	b.live[i].pinging = false
+	if int(b.live[i].fails) < maxFails {
+		return false
+	}
+	rt.removeAt(b, i)
+	return true
+}
+
+// remove drops id (it left, or failed a liveness check).
+func (rt *routingTable) remove(id identity.Key) bool {
+	_, b := rt.bucketFor(id)
+	if b == nil {
+		return false
+	}
+	if j := findContact(b.repl, id); j >= 0 {
+		b.repl = append(b.repl[:j], b.repl[j+1:]...)
+		rt.repl--
+	}
+	i := findContact(b.live, id)
+	if i < 0 {
+		return false
+	}
+	rt.removeAt(b, i)
+	return true
+}
+
+func (rt *routingTable) removeAt(b *bucket, i int) {
+	b.live = append(b.live[:i], b.live[i+1:]...)
+	rt.size--
+	if n := len(b.repl); n > 0 {
+		c := b.repl[n-1]
+		b.repl = b.repl[:n-1]
+		rt.repl--
+		c.fails, c.pinging = 0, false
+		// The replacement goes to the head: it is the least recently confirmed.
+		b.live = append(b.live, rtContact{})
+		copy(b.live[1:], b.live)
+		b.live[0] = c
+		rt.size++
+	}
+}
+
+func (rt *routingTable) contains(id identity.Key) bool {
+	i := commonPrefixLen(rt.self, id)
+	if i >= len(rt.buckets) {
+		return false
+	}
+	return findContact(rt.buckets[i].live, id) >= 0
+}
+
+// closest appends to dst the n live contacts closest to target (closest first),
+// skipping skip.
+func (rt *routingTable) closest(dst []contact, target identity.Key, n int, skip identity.Key) []contact {
+	base := len(dst)
+	for bi := range rt.buckets {
+		for ci := range rt.buckets[bi].live {
+			c := &rt.buckets[bi].live[ci]
+			if c.id == skip {
+				continue
+			}
+			cur := dst[base:]
+			if len(cur) == n && !closer(c.id, cur[n-1].ID, target) {
+				continue
+			}
+			// insertion into the sorted window
+			pos := len(cur)
+			for pos > 0 && closer(c.id, cur[pos-1].ID, target) {
+				pos--
+			}
+			if len(cur) < n {
+				dst = append(dst, contact{})
+				cur = dst[base:]
+			}
+			copy(cur[pos+1:], cur[pos:len(cur)-1])
+			cur[pos] = contact{ID: c.id, Addr: c.addr}
+		}
+	}
+	return dst
+}
+
+// countCloser returns how many live contacts are closer to target than id.
+func (rt *routingTable) countCloser(target, id identity.Key, limit int) int {
+	n := 0
+	for bi := range rt.buckets {
+		for ci := range rt.buckets[bi].live {
+			if closer(rt.buckets[bi].live[ci].id, id, target) {
+				n++
+				if n >= limit {
+					return n
+				}
+			}
+		}
+	}
+	return n
+}
+
+// randomIDInBucket returns an ID sharing exactly i prefix bits with self.
+func randomIDInBucket(self identity.Key, i int, rnd func() uint64) identity.Key {
+	var id identity.Key
+	for j := 0; j < 32; j += 8 {
+		v := rnd()
+		for b := 0; b < 8; b++ {
+			id[j+b] = byte(v >> (8 * b))
+		}
+	}
+	// keep the first i bits of self, flip bit i, random after
+	for bit := 0; bit <= i && bit < 256; bit++ {
+		byteI, mask := bit/8, byte(0x80>>(bit%8))
+		want := self[byteI] & mask
+		if bit == i {
+			want ^= mask
+		}
+		id[byteI] = id[byteI]&^mask | want
+	}
+	return id
+}

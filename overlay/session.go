@@ -1,0 +1,264 @@
+package overlay
+
+import (
+	"bytes"
+	"crypto/cipher"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/peername/peername/identity"
+)
+
+// Sessions.
+//
+// Each node derives a static X25519 key from its Ed25519 identity (HKDF over the
+// private seed) and signs it once, bound to the cloud: its certificate is
+// (ed25519 pub, x25519 pub, signature). A handshake is one round trip:
+//
+//	HELLO     i -> r: sender index, certificate, 16-byte nonce, zero padding
+//	HELLO_ACK r -> i: sender index, receiver index, certificate, nonce, confirmation tag
+//
+// Both sides verify the other's certificate (so the peer's node ID is
+// NodeIDOf(its ed25519 key)), compute X25519(static, static) and derive two
+// ChaCha20-Poly1305 keys, one per direction, with HKDF-SHA256 salted with the
+// full cloud hash over both IDs, both nonces and both indices. The responder
+// proves key possession with the tag; the initiator with its first DATA. Every
+// DATA packet carries the receiver's session index and a counter that is the
+// AEAD nonce and is checked against a 64-entry replay window. A session is
+// bound to the address the handshake ran with: packets from elsewhere are dropped
+// and replies always go to that address, so nobody can redirect answers.
+
+const (
+	sessInitSent    = 1 // initiator: HELLO sent, waiting for HELLO_ACK
+	sessHalfOpen    = 2 // responder: HELLO_ACK sent, waiting for the first DATA
+	sessEstablished = 3
+)
+
+type session struct {
+	localIdx  uint32
+	remoteIdx uint32
+	state     uint8
+	hasPeer   bool // peer ID known (always, except for an initiation to a bare seed address)
+	peer      identity.Key
+	addr      netip.AddrPort
+	send      cipher.AEAD
+	recv      cipher.AEAD
+	sendCtr   uint64
+	recvMax   uint64
+	recvWin   uint64
+	created   int64
+	lastUsed  int64
+	lastRecv  int64
+	nonce     [nonceLen]byte // our nonce (initiator) or the initiator's (responder, for duplicate HELLOs)
+	queue     [][]byte       // plaintexts waiting for the handshake (initiator)
+	ack       []byte         // the HELLO_ACK we sent (responder, until confirmed), resent on duplicate HELLO
+}
+
+// crypto holds a core's long-term handshake material.
+type handshakeKeys struct {
+	xPriv     *ecdh.PrivateKey
+	cert      [certLen]byte
+	cloudHash [32]byte
+	tag       cloudTag
+}
+
+func certMessage(cloudHash [32]byte, xPub []byte) []byte {
+	b := make([]byte, 0, 32+32+32)
+	b = append(b, "peername-overlay-cert-v1\x00"...)
+	b = append(b, cloudHash[:]...)
+	return append(b, xPub...)
+}
+
+func newHandshakeKeys(id *identity.Identity, cloud string) (*handshakeKeys, error) {
+	hk := &handshakeKeys{cloudHash: cloudHash(cloud)}
+	copy(hk.tag[:], hk.cloudHash[:cloudTagLen])
+	priv := id.PrivateKey()
+	if len(priv) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("identity private key of %d bytes: %w", len(priv), ErrNoIdentity)
+	}
+	seed, err := hkdf.Key(sha256.New, priv.Seed(), nil, "peername-overlay-x25519-v1", 32)
+	if err != nil {
+		return nil, fmt.Errorf("derive x25519 key: %w", err)
+	}
+	hk.xPriv, err = ecdh.X25519().NewPrivateKey(seed)
+	if err != nil {
+		return nil, fmt.Errorf("x25519 key: %w", err)
+	}
+	xPub := hk.xPriv.PublicKey().Bytes()
+	sig := id.Sign(certMessage(hk.cloudHash, xPub))
+	copy(hk.cert[:32], id.PublicKey())
+	copy(hk.cert[32:64], xPub)
+	copy(hk.cert[64:], sig)
+	return hk, nil
+}
+
+// verifyCert checks a peer's certificate and returns its node ID.
+func (hk *handshakeKeys) verifyCert(h *hello) (identity.Key, error) {
+	if !ed25519.Verify(ed25519.PublicKey(h.edPub[:]), certMessage(hk.cloudHash, h.xPub[:]), h.sig[:]) {
+		return identity.Key{}, fmt.Errorf("handshake certificate signature: %w", errAuth)
+	}
+	return identity.NodeIDOf(ed25519.PublicKey(h.edPub[:])), nil
+}
+
+var errAuth = fmt.Errorf("authentication failed: %w", ErrMalformed)
+
+// deriveKeys computes the two direction keys of a session and returns
+// (initiator->responder, responder->initiator) AEADs.
+func (hk *handshakeKeys) deriveKeys(peerX []byte, initID, respID identity.Key, nonceI, nonceR []byte, idxI, idxR uint32) (cipher.AEAD, cipher.AEAD, error) {
+	pub, err := ecdh.X25519().NewPublicKey(peerX)
+	if err != nil {
+		return nil, nil, fmt.Errorf("peer x25519 key: %w", errAuth)
+	}
+	shared, err := hk.xPriv.ECDH(pub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("x25519: %w", errAuth)
+	}
+	info := make([]byte, 0, 28+32+32+2*nonceLen+8)
+	info = append(info, "peername-overlay-session-v1\x00"...)
+	info = append(info, initID[:]...)
+	info = append(info, respID[:]...)
+	info = append(info, nonceI...)
+	info = append(info, nonceR...)
+	info = binary.BigEndian.AppendUint32(info, idxI)
+	info = binary.BigEndian.AppendUint32(info, idxR)
+	okm, err := hkdf.Key(sha256.New, shared, hk.cloudHash[:], string(info), 64)
+	if err != nil {
+		return nil, nil, fmt.Errorf("hkdf: %w", err)
+	}
+	i2r, err := chacha20poly1305.New(okm[:32])
+	if err != nil {
+		return nil, nil, fmt.Errorf("aead: %w", err)
+	}
+	r2i, err := chacha20poly1305.New(okm[32:])
+	if err != nil {
+		return nil, nil, fmt.Errorf("aead: %w", err)
+	}
+	return i2r, r2i, nil
+}
+
+func aeadNonce(ctr uint64) [chacha20poly1305.NonceSize]byte {
+	var n [chacha20poly1305.NonceSize]byte
+	binary.BigEndian.PutUint64(n[4:], ctr)
+	return n
+}
+
+// replayCheck reports whether counter ctr may still be accepted.
+func (s *session) replayCheck(ctr uint64) bool {
+	if ctr == 0 {
+		return false
+	}
+	if ctr > s.recvMax {
+		return true
+	}
+	d := s.recvMax - ctr
+	return d < 64 && s.recvWin&(1<<d) == 0
+}
+
+// replayAccept records ctr as received (after successful authentication).
+func (s *session) replayAccept(ctr uint64) {
+	if ctr > s.recvMax {
+		shift := ctr - s.recvMax
+		if shift >= 64 {
+			s.recvWin = 0
+		} else {
+			s.recvWin <<= shift
+		}
+		s.recvWin |= 1
+		s.recvMax = ctr
+		return
+	}
+	s.recvWin |= 1 << (s.recvMax - ctr)
+}
+
+// seal encrypts one plaintext into a DATA packet.
+func (s *session) seal(tag cloudTag, plain []byte) []byte {
+	s.sendCtr++
+	out := make([]byte, 0, dataPrefix+len(plain)+tagLen)
+	out = appendHeader(out, ptData, tag)
+	out = binary.BigEndian.AppendUint32(out, s.remoteIdx)
+	out = binary.BigEndian.AppendUint64(out, s.sendCtr)
+	n := aeadNonce(s.sendCtr)
+	return s.send.Seal(out, n[:], plain, out[:dataPrefix])
+}
+
+// open authenticates and decrypts a DATA packet into buf's storage.
+func (s *session) open(pkt []byte, buf []byte) ([]byte, error) {
+	ctr := binary.BigEndian.Uint64(pkt[headerLen+4:])
+	if !s.replayCheck(ctr) {
+		return nil, fmt.Errorf("replayed counter %d: %w", ctr, errAuth)
+	}
+	n := aeadNonce(ctr)
+	plain, err := s.recv.Open(buf[:0], n[:], pkt[dataPrefix:], pkt[:dataPrefix])
+	if err != nil {
+		return nil, fmt.Errorf("data packet: %w", errAuth)
+	}
+	s.replayAccept(ctr)
+	return plain, nil
+}
+
+// sessionTable indexes sessions by our local index and by peer ID.
+type sessionTable struct {
+	byIdx    map[uint32]*session
+	byPeer   map[identity.Key]*session // the session used to send to a peer
+	halfOpen int
+	max      int
+}
+
+func (t *sessionTable) remove(s *session) {
+	if t.byIdx[s.localIdx] != s {
+		return
+	}
+	delete(t.byIdx, s.localIdx)
+	if s.hasPeer && t.byPeer[s.peer] == s {
+		delete(t.byPeer, s.peer)
+	}
+	if s.state == sessHalfOpen {
+		t.halfOpen--
+	}
+}
+
+// sorted returns the sessions ordered by local index (deterministic iteration).
+func (t *sessionTable) sorted() []*session {
+	out := make([]*session, 0, len(t.byIdx))
+	for _, s := range t.byIdx {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b *session) int {
+		switch {
+		case a.localIdx < b.localIdx:
+			return -1
+		case a.localIdx > b.localIdx:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// victim picks the session to evict: the least recently used half-open one if
+// half-open sessions exceed their share, else the least recently used overall.
+func (t *sessionTable) victim(preferHalfOpen bool) *session {
+	var v *session
+	for _, s := range t.byIdx {
+		if preferHalfOpen && s.state != sessHalfOpen {
+			continue
+		}
+		if v == nil || s.lastUsed < v.lastUsed || (s.lastUsed == v.lastUsed && s.localIdx < v.localIdx) {
+			v = s
+		}
+	}
+	return v
+}
+
+func sameHello(s *session, from netip.AddrPort, h *hello) bool {
+	return s.state == sessHalfOpen && s.addr == from && s.remoteIdx == h.senderIdx &&
+		bytes.Equal(s.nonce[:], h.nonce[:])
+}
