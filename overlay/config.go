@@ -40,7 +40,7 @@ const (
 	maxRecordsPerMessage    = 16
 	maxQueuedPerHandshake   = 16
 	maxValueMessageBytes    = 60 << 10 // keeps every datagram under 64 KiB
-	defaultMaxHalfOpenShare = 4 // at most MaxSessions/4 half-open sessions
+	defaultMaxHalfOpenShare = 4        // at most MaxSessions/4 half-open sessions
 )
 
 // Config holds a Core's identity and tunables. Zero values select the defaults above.

@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
@@ -309,7 +310,7 @@ func (c *Core) HandleDatagram(now time.Time, from netip.AddrPort, data []byte) {
 func (c *Core) onHello(now int64, from netip.AddrPort, data []byte) {
 	hl := parseHello(data, ptHello)
 	for _, s := range c.sess.byIdx {
-		if sameHello(s, from, &hl) {
+		if sameHello(s, from, data) {
 			// A duplicated or retransmitted HELLO: resend the same answer.
 			c.emit(from, s.ack)
 			return
@@ -342,6 +343,7 @@ func (c *Core) onHello(now int64, from netip.AddrPort, data []byte) {
 	n0 := aeadNonce(0)
 	ack = r2i.Seal(ack, n0[:], nil, ack)
 	s.ack = ack
+	s.hello = bytes.Clone(data)
 	c.sess.byIdx[s.localIdx] = s
 	c.sess.halfOpen++
 	c.emit(from, ack)
@@ -422,7 +424,7 @@ func (c *Core) onData(now int64, from netip.AddrPort, data []byte) {
 	s.lastUsed, s.lastRecv = now, now
 	if s.state == sessHalfOpen {
 		s.state = sessEstablished
-		s.ack = nil
+		s.ack, s.hello = nil, nil
 		c.sess.halfOpen--
 		c.st.HandshakesCompleted++
 		c.adoptSession(s)

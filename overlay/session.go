@@ -60,6 +60,7 @@ type session struct {
 	nonce     [nonceLen]byte // our nonce (initiator) or the initiator's (responder, for duplicate HELLOs)
 	queue     [][]byte       // plaintexts waiting for the handshake (initiator)
 	ack       []byte         // the HELLO_ACK we sent (responder, until confirmed), resent on duplicate HELLO
+	hello     []byte         // the HELLO it answers (responder, until confirmed)
 }
 
 // crypto holds a core's long-term handshake material.
@@ -258,7 +259,7 @@ func (t *sessionTable) victim(preferHalfOpen bool) *session {
 	return v
 }
 
-func sameHello(s *session, from netip.AddrPort, h *hello) bool {
-	return s.state == sessHalfOpen && s.addr == from && s.remoteIdx == h.senderIdx &&
-		bytes.Equal(s.nonce[:], h.nonce[:])
+// sameHello reports whether s answered exactly this HELLO from this address.
+func sameHello(s *session, from netip.AddrPort, pkt []byte) bool {
+	return s.state == sessHalfOpen && s.addr == from && bytes.Equal(s.hello, pkt)
 }
