@@ -1,0 +1,5 @@
+package records
+
+import "flag"
+
+var printVectors = flag.Bool("vectors", false, "print the README test vectors")
