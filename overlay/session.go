@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -103,10 +104,53 @@ func newHandshakeKeys(id *identity.Identity, cloud string) (*handshakeKeys, erro
 
 // verifyCert checks a peer's certificate and returns its node ID.
 func (hk *handshakeKeys) verifyCert(h *hello) (identity.Key, error) {
+	digest := sha256.New()
+	digest.Write(hk.cloudHash[:])
+	digest.Write(h.edPub[:])
+	digest.Write(h.xPub[:])
+	digest.Write(h.sig[:])
+	var memo [32]byte
+	digest.Sum(memo[:0])
+	if id, ok := verifiedCerts.get(memo); ok {
+		return id, nil
+	}
 	if !ed25519.Verify(ed25519.PublicKey(h.edPub[:]), certMessage(hk.cloudHash, h.xPub[:]), h.sig[:]) {
 		return identity.Key{}, fmt.Errorf("handshake certificate signature: %w", errAuth)
 	}
-	return identity.NodeIDOf(ed25519.PublicKey(h.edPub[:])), nil
+	id := identity.NodeIDOf(ed25519.PublicKey(h.edPub[:]))
+	verifiedCerts.put(memo, id)
+	return id, nil
+}
+
+// certMemo remembers certificates that verified. A certificate is a constant of
+// its node (cloud, keys and signature never change), so a process hosting many
+// cores (the simulator, or one peer talking to many) verifies each one once
+// instead of once per peer pair. Only exact (cloud, certificate) matches, by
+// SHA-256, are remembered, and only successes: the result is the same as
+// verifying, so it does not affect determinism. Bounded: cleared when full.
+type certMemo struct {
+	mu sync.Mutex
+	m  map[[32]byte]identity.Key
+}
+
+const maxCertMemo = 1 << 18
+
+var verifiedCerts certMemo
+
+func (c *certMemo) get(k [32]byte) (identity.Key, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.m[k]
+	return id, ok
+}
+
+func (c *certMemo) put(k [32]byte, id identity.Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCertMemo {
+		c.m = make(map[[32]byte]identity.Key)
+	}
+	c.m[k] = id
 }
 
 var errAuth = fmt.Errorf("authentication failed: %w", ErrMalformed)

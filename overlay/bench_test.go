@@ -1,0 +1,142 @@
+package overlay
+
+import (
+	"crypto/ed25519"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/peername/peername/identity"
+	"github.com/peername/peername/records"
+)
+
+func BenchmarkEncodeNodes(b *testing.B) {
+	m := msg{typ: mNodes, reqID: 42, contacts: sampleContacts(16)}
+	buf := make([]byte, 0, 2048)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendMsg(buf[:0], &m)
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkDecodeNodes(b *testing.B) {
+	enc := appendMsg(nil, &msg{typ: mNodes, reqID: 42, contacts: sampleContacts(16)})
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeMsg(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// sessionPair returns two established cores with a session between them.
+func sessionPair(b *testing.B) (*testNet, *testNode, *testNode) {
+	n := newTestNet(b)
+	x, y := n.add(nil), n.add(nil)
+	op := y.core.Join(n.now, []netip.AddrPort{x.addr})
+	n.wait(y, op, time.Minute)
+	return n, x, y
+}
+
+// BenchmarkMessageAEAD is the per-message authentication cost of the scheme in
+// use: seal on one side, replay check + open on the other, for a FIND_NODE.
+func BenchmarkMessageAEAD(b *testing.B) {
+	_, x, y := sessionPair(b)
+	sx := x.core.sess.byPeer[y.core.ID()]
+	sy := y.core.sess.byIdx[sx.remoteIdx]
+	body := appendMsg(nil, &msg{typ: mFindNode, reqID: 7, key: identity.Key{1}})
+	buf := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		pkt := sx.seal(x.core.hk.tag, body)
+		if _, err := sy.open(pkt, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMessageEd25519 is the alternative: an Ed25519 signature made and
+// verified on every message.
+func BenchmarkMessageEd25519(b *testing.B) {
+	id := testIdentity(3)
+	pub := id.PublicKey()
+	body := appendMsg(nil, &msg{typ: mFindNode, reqID: 7, key: identity.Key{1}})
+	b.ReportAllocs()
+	for b.Loop() {
+		sig := id.Sign(body)
+		if !ed25519.Verify(pub, body, sig) {
+			b.Fatal("verify")
+		}
+	}
+}
+
+// BenchmarkHandshake is one full handshake, both sides: HELLO, HELLO_ACK and
+// the confirming first DATA (2 X25519, HKDF; the certificates are already in
+// the process-wide memo, as in a simulation where every node is met many times).
+func BenchmarkHandshake(b *testing.B) { benchHandshake(b, false) }
+
+// BenchmarkHandshakeCold adds the 2 certificate verifications (first contact).
+func BenchmarkHandshakeCold(b *testing.B) { benchHandshake(b, true) }
+
+func benchHandshake(b *testing.B, cold bool) {
+	n, x, y := sessionPair(b)
+	body := appendMsg(nil, &msg{typ: mPing, reqID: 1})
+	now := n.now.UnixNano()
+	b.ReportAllocs()
+	for b.Loop() {
+		if cold {
+			verifiedCerts.mu.Lock()
+			clear(verifiedCerts.m)
+			verifiedCerts.mu.Unlock()
+		}
+		clear(x.core.sess.byIdx)
+		clear(x.core.sess.byPeer)
+		clear(y.core.sess.byIdx)
+		clear(y.core.sess.byPeer)
+		y.core.sess.halfOpen = 0
+		x.core.transmit(now, y.core.ID(), true, y.addr, body)
+		hello, _ := x.core.Outbox()
+		y.core.HandleDatagram(n.now, x.addr, hello[0].Data)
+		ack, _ := y.core.Outbox()
+		x.core.HandleDatagram(n.now, y.addr, ack[0].Data)
+		data, _ := x.core.Outbox()
+		y.core.HandleDatagram(n.now, x.addr, data[0].Data)
+		y.core.Outbox()
+		if y.core.sess.byPeer[x.core.ID()] == nil {
+			b.Fatal("no session")
+		}
+	}
+}
+
+// BenchmarkLookup measures a whole Resolve in a 128-node in-memory network:
+// CPU of every node involved per lookup, with hops and messages per lookup.
+func BenchmarkLookup(b *testing.B) {
+	n := newTestNet(b)
+	n.build(128, nil)
+	pub := n.nodes[7]
+	tmpl := &records.Record{}
+	name, _ := identity.NewSecuredName("bench", pub.ident.PublicKey())
+	tmpl.Name = name
+	key := n.wait(pub, pub.core.Publish(n.now, tmpl), time.Minute).Records[0].Key()
+	n.runFor(time.Minute)
+	var hops, msgs, asked int
+	i := 0
+	b.ResetTimer()
+	for b.Loop() {
+		tn := n.nodes[(i*37)%len(n.nodes)]
+		i++
+		before := tn.core.st.MsgsSent
+		c := n.wait(tn, tn.core.Resolve(n.now, key, SearchOptions{}), time.Minute)
+		if c.Err != nil {
+			b.Fatal(c.Err)
+		}
+		hops += c.Path.Hops
+		asked += c.Path.Asked
+		msgs += int(tn.core.st.MsgsSent - before)
+	}
+	b.ReportMetric(float64(hops)/float64(i), "hops/op")
+	b.ReportMetric(float64(asked)/float64(i), "asked/op")
+	b.ReportMetric(float64(msgs)/float64(i), "sent/op")
+}
