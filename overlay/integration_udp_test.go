@@ -1,0 +1,271 @@
+package overlay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/peername/peername/identity"
+	"github.com/peername/peername/records"
+)
+
+// startCluster starts count nodes on listen (one address per node, port 0);
+// node 0 is alone, every other node bootstraps from node 0 and from the node
+// started just before it.
+func startCluster(t testing.TB, first, count int, listen string, mod func(*NodeConfig)) []*Node {
+	t.Helper()
+	nodes := make([]*Node, 0, count)
+	for i := range count {
+		cfg := udpTestConfig(first+i, listen)
+		if i > 0 {
+			cfg.Bootstrap = []Bootstrapper{seedsOf(nodes[0], nodes[i-1])}
+		}
+		if mod != nil {
+			mod(&cfg)
+		}
+		n := startNode(t, cfg)
+		if i > 0 && n.NetStats().AloneReason != "" {
+			t.Fatalf("node %d did not join: %+v", i, n.NetStats())
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes
+}
+
+// published is a record a test node published, with the node's index.
+type published struct {
+	owner int
+	rec   *records.Record
+}
+
+// resolveAll resolves every record from every node in from (concurrently,
+// one goroutine per node) and reports each failure.
+func resolveAll(t *testing.T, ctx context.Context, nodes []*Node, from []int, recs []published) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(from)*len(recs))
+	for _, i := range from {
+		wg.Go(func() {
+			for _, p := range recs {
+				if err := checkResolve(ctx, nodes[i], p.rec); err != nil {
+					errs <- fmt.Errorf("node %d resolving %s (owner %d): %w", i, p.rec.Name, p.owner, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// checkResolve resolves want's key on n and checks that the answer is want
+// (or a newer republication of it) and verifies.
+func checkResolve(ctx context.Context, n *Node, want *records.Record) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	got, path, err := n.Resolve(ctx, want.Key())
+	if err != nil {
+		return fmt.Errorf("%w (path: %d hops, %d asked, %d timeouts)", err, path.Hops, path.Asked, path.Timeouts)
+	}
+	if len(got) == 0 {
+		return fmt.Errorf("no record (path %+v)", path)
+	}
+	r := got[0]
+	if err := records.Verify(r, time.Now()); err != nil {
+		return fmt.Errorf("returned a record that does not verify: %w", err)
+	}
+	switch {
+	case r.Name != want.Name:
+		return fmt.Errorf("returned name %s", r.Name)
+	case r.Seq < want.Seq:
+		return fmt.Errorf("returned seq %d, older than the published %d", r.Seq, want.Seq)
+	case !bytes.Equal(r.PublicKey, want.PublicKey) || !bytes.Equal(r.Payload, want.Payload) ||
+		len(r.Endpoints) != 1 || r.Endpoints[0] != want.Endpoints[0]:
+		return fmt.Errorf("returned a record with other contents")
+	}
+	return nil
+}
+
+// holders lists the nodes whose store holds a record under key.
+func holders(t *testing.T, nodes []*Node, alive []int, key identity.Key) []int {
+	t.Helper()
+	var out []int
+	for _, i := range alive {
+		held := false
+		err := nodes[i].exec(t.Context(), func(time.Time) {
+			nodes[i].core.ForEachRecord(func(r *records.Record) bool {
+				held = held || r.Key() == key
+				return !held
+			})
+		})
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		if held {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func TestUDPOverlayChurn(t *testing.T) {
+	t.Parallel()
+	const count = 21
+	nodes := startCluster(t, 100, count, "127.0.0.1:0", nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+
+	// Every even node publishes one name; a third of them will be killed.
+	var recs []published
+	for i := 0; i < count; i += 2 {
+		rec, err := nodes[i].Publish(ctx, testRecordTemplate(t, 100+i, fmt.Sprintf("host-%d", i), nil))
+		if err != nil {
+			t.Fatalf("node %d Publish: %v", i, err)
+		}
+		if err := records.Verify(rec, time.Now()); err != nil || rec.Name.Authority != nodeIdentity(100+i).Authority() {
+			t.Fatalf("node %d Publish returned a record that does not verify or is not its own: %v", i, err)
+		}
+		recs = append(recs, published{owner: i, rec: rec})
+	}
+	var all []int
+	for i := range count {
+		all = append(all, i)
+	}
+	resolveAll(t, ctx, nodes, all, recs)
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Kill a third of the nodes without a word: nodes 2, 5, 8, ...
+	var alive, dead []int
+	for i := range count {
+		if i%3 == 2 {
+			nodes[i].kill()
+			dead = append(dead, i)
+		} else {
+			alive = append(alive, i)
+		}
+	}
+	var replicated []published
+	for _, p := range recs {
+		if len(holders(t, nodes, alive, p.rec.Key())) > 0 {
+			replicated = append(replicated, p)
+		}
+	}
+	t.Logf("killed %v; %d of %d names still have a live replica", dead, len(replicated), len(recs))
+	if len(replicated) == 0 {
+		t.Fatal("no record survived on a live node: replication does not work")
+	}
+	killedOwners := 0
+	for _, p := range replicated {
+		if p.owner%3 == 2 {
+			killedOwners++
+		}
+	}
+	if killedOwners == 0 {
+		t.Fatal("no name of a killed owner survived: the test proves nothing about replicas")
+	}
+	resolveAll(t, ctx, nodes, alive, replicated)
+}
+
+func TestUDPOverlayLargePayload(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 200, 6, "127.0.0.1:0", nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	payload := make([]byte, records.MaxPayload)
+	r := rand.New(rand.NewPCG(4, 4))
+	for i := range payload {
+		payload[i] = byte(r.Uint32())
+	}
+	rec, err := nodes[1].Publish(ctx, testRecordTemplate(t, 201, "big", payload))
+	if err != nil {
+		t.Fatalf("Publish of a 4 KiB payload: %v", err)
+	}
+	resolveAll(t, ctx, nodes, []int{0, 2, 3, 4, 5}, []published{{owner: 1, rec: rec}})
+	var fragmented, reassembled uint64
+	for _, n := range nodes {
+		ns := n.NetStats()
+		fragmented += ns.MessagesFragmented
+		reassembled += ns.Reassembly.Completed
+		if ns.MessagesTooLarge != 0 {
+			t.Errorf("a node dropped %d messages as too large", ns.MessagesTooLarge)
+		}
+	}
+	if fragmented == 0 || reassembled == 0 {
+		t.Fatalf("fragmented %d messages, reassembled %d: the 4 KiB record did not cross the network in fragments", fragmented, reassembled)
+	}
+}
+
+func TestUDPOverlayIPv6(t *testing.T) {
+	t.Parallel()
+	c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	c.Close()
+	nodes := startCluster(t, 300, 6, "[::1]:0", nil)
+	for i, n := range nodes {
+		if a := n.Addrs(); len(a) != 1 || !a[0].Addr().Is6() {
+			t.Fatalf("node %d bound %v, want [::1]", i, a)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	rec, err := nodes[2].Publish(ctx, testRecordTemplate(t, 302, "six", nil))
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	resolveAll(t, ctx, nodes, []int{0, 1, 3, 4, 5}, []published{{owner: 2, rec: rec}})
+	if err := nodes[2].Unpublish(ctx, rec.Name); err != nil {
+		t.Fatalf("Unpublish: %v", err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer rcancel()
+	if _, _, err := nodes[4].Resolve(rctx, rec.Key()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Resolve after Unpublish: %v, want ErrNotFound (withdrawn)", err)
+	}
+}
+
+// BenchmarkNodeResolve measures one Resolve over loopback UDP between eight
+// nodes, from a node that does not store the record itself.
+func BenchmarkNodeResolve(b *testing.B) {
+	nodes := startCluster(b, 400, 8, "127.0.0.1:0", func(c *NodeConfig) { c.Core.Replication = 2 })
+	ctx := b.Context()
+	rec, err := nodes[1].Publish(ctx, testRecordTemplate(b, 401, "bench", nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var from *Node
+	for _, n := range nodes[2:] {
+		held := false
+		n.exec(ctx, func(time.Time) {
+			n.core.ForEachRecord(func(r *records.Record) bool { held = held || r.Key() == rec.Key(); return !held })
+		})
+		if !held {
+			from = n
+			break
+		}
+	}
+	if from == nil {
+		b.Fatal("every node stores the record; cannot measure a remote resolve")
+	}
+	hops := 0
+	b.ResetTimer()
+	for b.Loop() {
+		got, path, err := from.Resolve(ctx, rec.Key())
+		if err != nil || len(got) == 0 {
+			b.Fatalf("Resolve: %v", err)
+		}
+		hops += path.Hops
+	}
+	b.ReportMetric(float64(hops)/float64(b.N), "hops/op")
+}

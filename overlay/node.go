@@ -1,0 +1,843 @@
+package overlay
+
+// Node: the UDP network driver that runs a Core on real sockets and clocks.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/peername/peername/identity"
+	"github.com/peername/peername/records"
+)
+
+// NodeConfig configures a Node. Zero values select defaults.
+type NodeConfig struct {
+	// Identity is the node's key pair. Required.
+	Identity *identity.Identity
+	// Listen are the UDP addresses to bind, e.g. 0.0.0.0:3540 and [::]:3540;
+	// port 0 picks an ephemeral port. Empty means 0.0.0.0:DefaultPort and
+	// [::]:DefaultPort (the IPv6 socket is skipped if the host has no IPv6).
+	// Datagrams to IPv4 peers leave through the first IPv4 socket, to IPv6
+	// peers through the first IPv6 socket.
+	Listen []netip.AddrPort
+	// Bootstrap providers are asked for seeds, in order, when the node starts
+	// and whenever it finds itself alone.
+	Bootstrap []Bootstrapper
+	// Cloud overrides Core.Cloud when set.
+	Cloud string
+	// Core holds the protocol tunables passed to NewCore. Identity and Cloud
+	// are filled in from above; Seed is always drawn from crypto/rand.
+	Core Config
+	// Logger receives the driver's logs; nil means slog.Default().
+	Logger *slog.Logger
+
+	// MaxDatagram is the largest datagram sent (default DefaultMaxDatagram);
+	// larger messages are fragmented.
+	MaxDatagram int
+	// LeaveTimeout bounds the graceful leave in Close (default 1 s).
+	LeaveTimeout time.Duration
+	// RejoinInterval is how often a node that has seeds configured but an
+	// empty routing table asks its providers again and rejoins (default 30 s).
+	RejoinInterval time.Duration
+	// BootstrapTimeout bounds one round of seed lookups (default 10 s).
+	BootstrapTimeout time.Duration
+}
+
+// Defaults of the driver's own tunables.
+const (
+	DefaultLeaveTimeout     = time.Second
+	DefaultRejoinInterval   = 30 * time.Second
+	DefaultBootstrapTimeout = 10 * time.Second
+	// inboxSize is the queue of received datagrams between the socket readers
+	// and the event loop; when it is full the readers wait and the kernel's
+	// socket buffer absorbs (or drops) the rest.
+	inboxSize = 512
+	// maxReadBatch is how many queued datagrams the loop handles before it
+	// looks at API calls and timers again.
+	maxReadBatch = 64
+	readBufSize  = 64 << 10
+)
+
+// Why a ready node is alone (NetStats.AloneReason).
+const (
+	AloneNoSeedsConfigured = "no seeds configured"
+	AloneNoSeedsFound      = "bootstrap providers found no seed"
+	AloneNoSeedAnswered    = "no seed answered"
+)
+
+// Errors of the driver.
+var (
+	ErrClosed     = errors.New("overlay: node closed")
+	ErrNotStarted = errors.New("overlay: node not started")
+	ErrStarted    = errors.New("overlay: node already started")
+	ErrNoSocket   = errors.New("overlay: no socket could be bound")
+)
+
+// Node runs one overlay node on UDP sockets: reader goroutines feed received
+// datagrams to a single event-loop goroutine that owns the Core, API calls
+// are requests into that loop, and a real timer drives Core.HandleTimer.
+// All methods are safe for concurrent use.
+type Node struct {
+	cfg           NodeConfig
+	defaultListen bool // Listen was empty: an IPv6 socket is optional
+	log           *slog.Logger
+	core          *Core // owned by the loop goroutine once started
+	id            identity.Key
+
+	mu    sync.Mutex // guards state transitions and conns
+	state atomic.Int32
+	conns []*net.UDPConn
+	out4  *net.UDPConn
+	out6  *net.UDPConn
+	addrs []netip.AddrPort
+
+	inbox  chan inDatagram
+	calls  chan *nodeCall
+	stop   chan struct{} // closed to stop the loop and the readers
+	done   chan struct{} // closed when the loop has returned
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // readers and bootstrap goroutines
+	once   sync.Once
+
+	// Loop-owned state.
+	waiting   map[OpID]*nodeCall // operations started and not completed
+	frag      *fragmenter
+	reasm     *reassembler
+	base      time.Time // wall and monotonic reading the loop's clock counts from
+	lastNow   time.Time
+	rejoinAt  time.Time
+	rejoining bool
+
+	// Shared with callers.
+	ready   atomic.Bool
+	statsMu sync.Mutex
+	snap    Stats    // core stats when the loop is not running
+	nst     NetStats // driver counters
+}
+
+const (
+	stateNew int32 = iota
+	stateRunning
+	stateClosed
+)
+
+type inDatagram struct {
+	from netip.AddrPort
+	data []byte
+}
+
+// nodeCall is a request into the event loop: either an operation to start
+// (start) whose Completion is delivered on reply, or a function to run (fn).
+type nodeCall struct {
+	start func(now time.Time) OpID
+	fn    func(now time.Time)
+	reply chan Completion // buffered, 1
+	done  chan struct{}   // closed after fn ran
+	join  *joinInfo
+
+	op      OpID // set by the loop
+	started bool
+}
+
+type joinInfo struct {
+	configured bool // bootstrap providers were configured
+	seeds      int  // seed addresses found
+}
+
+// NetStats are the driver's own counters and its view of bootstrapping.
+type NetStats struct {
+	Ready bool
+	// AloneReason says why a ready node has nobody to talk to:
+	// AloneNoSeedsConfigured, AloneNoSeedsFound or AloneNoSeedAnswered; empty
+	// once the routing table holds a peer.
+	AloneReason string
+	Seeds       int // seed addresses found by the last bootstrap
+	Joins       int // join attempts (first one included)
+
+	DatagramsIn, DatagramsOut uint64
+	BytesIn, BytesOut         uint64
+	SendErrors                uint64 // write errors, or no socket for the peer's address family
+	MessagesFragmented        uint64 // outgoing messages split into fragments
+	MessagesTooLarge          uint64 // outgoing messages over the fragmentation limit (dropped)
+	FramesRejected            uint64 // incoming datagrams refused by the framing layer
+	Reassembly                reasmStats
+}
+
+// NewNode validates cfg and creates a node; Start brings it up.
+func NewNode(cfg NodeConfig) (*Node, error) {
+	if cfg.Identity == nil {
+		return nil, fmt.Errorf("overlay: new node: %w", ErrNoIdentity)
+	}
+	if cfg.Cloud != "" {
+		cfg.Core.Cloud = cfg.Cloud
+	}
+	cfg.Core.Identity = cfg.Identity
+	var seed [12]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("overlay: new node: seed: %w", err)
+	}
+	cfg.Core.Seed = binary.BigEndian.Uint64(seed[:8])
+	core, err := NewCore(cfg.Core)
+	if err != nil {
+		return nil, fmt.Errorf("overlay: new node: %w", err)
+	}
+	if cfg.LeaveTimeout <= 0 {
+		cfg.LeaveTimeout = DefaultLeaveTimeout
+	}
+	if cfg.RejoinInterval <= 0 {
+		cfg.RejoinInterval = DefaultRejoinInterval
+	}
+	if cfg.BootstrapTimeout <= 0 {
+		cfg.BootstrapTimeout = DefaultBootstrapTimeout
+	}
+	defaultListen := len(cfg.Listen) == 0
+	if defaultListen {
+		cfg.Listen = []netip.AddrPort{
+			netip.AddrPortFrom(netip.IPv4Unspecified(), DefaultPort),
+			netip.AddrPortFrom(netip.IPv6Unspecified(), DefaultPort),
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	id := core.ID()
+	n := &Node{
+		cfg:     cfg,
+		log:     log.With("node", id.String()[:12]),
+		core:    core,
+		id:      id,
+		inbox:   make(chan inDatagram, inboxSize),
+		calls:   make(chan *nodeCall),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		frag:    newFragmenter(cfg.MaxDatagram, defaultMaxMessage, binary.BigEndian.Uint32(seed[8:])),
+		reasm:   newReassembler(reasmConfig{}),
+		snap:    core.Stats(),
+		waiting: make(map[OpID]*nodeCall),
+
+		defaultListen: defaultListen,
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	return n, nil
+}
+
+// ID returns the node's overlay ID.
+func (n *Node) ID() identity.Key { return n.id }
+
+// Addrs returns the addresses the node's sockets are bound to (nil before
+// Start).
+func (n *Node) Addrs() []netip.AddrPort {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]netip.AddrPort(nil), n.addrs...)
+}
+
+// Ready reports whether the node has joined the overlay, or knows it is
+// alone (no seeds configured, or none of them answered); NetStats says which.
+func (n *Node) Ready() bool { return n.ready.Load() }
+
+// Start binds the sockets, starts the event loop, asks the bootstrap
+// providers for seeds and joins through them. It returns once the join
+// completed (possibly alone: see NetStats.AloneReason) or failed; if ctx ends
+// first, the node is stopped and ctx's error returned.
+func (n *Node) Start(ctx context.Context) error {
+	if err := n.bind(); err != nil {
+		return err
+	}
+	seeds, join, err := n.bootstrap(ctx)
+	if err != nil && ctx.Err() == nil {
+		n.log.Warn("bootstrap incomplete", "seeds", len(seeds), "err", err)
+	}
+	if ctx.Err() != nil {
+		n.shutdown(false)
+		return fmt.Errorf("overlay: start: bootstrap: %w", context.Cause(ctx))
+	}
+	c, err := n.do(ctx, func(now time.Time) OpID { return n.core.Join(now, seeds) }, join)
+	if err != nil {
+		n.shutdown(false)
+		return fmt.Errorf("overlay: start: join: %w", err)
+	}
+	switch {
+	case c.Err == nil:
+		n.log.Info("joined", "seeds", len(seeds), "addrs", n.Addrs(), "hops", c.Path.Hops)
+	case errors.Is(c.Err, ErrAlone):
+		n.log.Info("started alone", "reason", n.NetStats().AloneReason, "addrs", n.Addrs())
+	default:
+		n.shutdown(false)
+		return fmt.Errorf("overlay: start: join: %w", c.Err)
+	}
+	return nil
+}
+
+// bind opens the sockets and starts the loop and the readers.
+func (n *Node) bind() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch n.state.Load() {
+	case stateRunning:
+		return ErrStarted
+	case stateClosed:
+		return ErrClosed
+	}
+	var conns []*net.UDPConn
+	fail := func(err error) error {
+		for _, c := range conns {
+			c.Close()
+		}
+		return err
+	}
+	for _, ap := range n.cfg.Listen {
+		ap = unmapAddrPort(ap)
+		network := "udp6"
+		if ap.Addr().Is4() {
+			network = "udp4"
+		}
+		c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(ap))
+		if err != nil {
+			if n.defaultListen && network == "udp6" {
+				n.log.Info("no IPv6 socket", "err", err)
+				continue
+			}
+			return fail(fmt.Errorf("overlay: listen %s: %w", ap, err))
+		}
+		conns = append(conns, c)
+	}
+	if len(conns) == 0 {
+		return ErrNoSocket
+	}
+	n.conns = conns
+	for _, c := range conns {
+		la := unmapAddrPort(c.LocalAddr().(*net.UDPAddr).AddrPort())
+		n.addrs = append(n.addrs, la)
+		if la.Addr().Is4() && n.out4 == nil {
+			n.out4 = c
+		} else if la.Addr().Is6() && n.out6 == nil {
+			n.out6 = c
+		}
+	}
+	n.state.Store(stateRunning)
+	n.base = time.Now()
+	go n.loop()
+	for _, c := range conns {
+		n.wg.Add(1)
+		go n.read(c)
+	}
+	return nil
+}
+
+// bootstrap gathers seeds, drops the node's own addresses and those it
+// cannot reach, and says why the node would be alone.
+func (n *Node) bootstrap(ctx context.Context) ([]netip.AddrPort, *joinInfo, error) {
+	info := &joinInfo{configured: len(n.cfg.Bootstrap) > 0}
+	if !info.configured {
+		return nil, info, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.BootstrapTimeout)
+	defer cancel()
+	found, err := gatherSeeds(ctx, n.cfg.Bootstrap)
+	n.mu.Lock()
+	own, have4, have6 := n.addrs, n.out4 != nil, n.out6 != nil
+	n.mu.Unlock()
+	seeds := found[:0:0]
+	for _, s := range found {
+		if isOwnAddr(s, own) || (s.Addr().Is4() && !have4) || (s.Addr().Is6() && !have6) {
+			continue
+		}
+		seeds = append(seeds, s)
+	}
+	info.seeds = len(seeds)
+	return seeds, info, err
+}
+
+// isOwnAddr reports whether a seed is one of the node's own sockets.
+func isOwnAddr(s netip.AddrPort, own []netip.AddrPort) bool {
+	for _, o := range own {
+		if s == o {
+			return true
+		}
+		if s.Port() == o.Port() && o.Addr().IsUnspecified() && s.Addr().IsLoopback() && s.Addr().Is4() == o.Addr().Is4() {
+			return true
+		}
+	}
+	return false
+}
+
+// read feeds datagrams from one socket to the loop until the socket closes.
+func (n *Node) read(c *net.UDPConn) {
+	defer n.wg.Done()
+	buf := make([]byte, readBufSize)
+	for {
+		nr, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			select {
+			case <-n.stop:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			n.log.Debug("udp read", "err", err)
+			continue
+		}
+		d := inDatagram{from: unmapAddrPort(from), data: append([]byte(nil), buf[:nr]...)}
+		select {
+		case n.inbox <- d:
+		case <-n.stop:
+			return
+		}
+	}
+}
+
+// now returns the time given to the core: wall-clock time advanced by the
+// monotonic clock, so it never goes backwards when the wall clock is set
+// back (the core requires that); a forward step of the wall clock by more
+// than a second is followed, since records carry wall-clock times.
+func (n *Node) now() time.Time {
+	t := n.base.Add(time.Since(n.base)).Round(0)
+	if wall := time.Now(); wall.Round(0).After(t.Add(time.Second)) {
+		n.base = wall
+		t = wall.Round(0)
+	}
+	if t.Before(n.lastNow) {
+		t = n.lastNow
+	}
+	n.lastNow = t
+	return t
+}
+
+// loop is the only goroutine that touches the core, the fragmenter and the
+// reassembler.
+func (n *Node) loop() {
+	defer close(n.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		n.flush()
+		n.arm(timer)
+		select {
+		case <-n.stop:
+			st := n.core.Stats()
+			n.statsMu.Lock()
+			n.snap = st
+			n.statsMu.Unlock()
+			return
+		case d := <-n.inbox:
+			now := n.now()
+			n.receive(now, d)
+		drain:
+			for range maxReadBatch - 1 {
+				select {
+				case d = <-n.inbox:
+					n.receive(now, d)
+				default:
+					break drain
+				}
+			}
+		case c := <-n.calls:
+			now := n.now()
+			if c.fn != nil {
+				c.fn(now)
+				close(c.done)
+				continue
+			}
+			c.op, c.started = c.start(now), true
+			n.waiting[c.op] = c
+		case <-timer.C:
+			now := n.now()
+			if next := n.core.NextTimer(); !next.IsZero() && !now.Before(next) {
+				n.core.HandleTimer(now)
+			}
+			n.reasm.expire(now)
+			n.maybeRejoin(now)
+		}
+	}
+}
+
+// arm sets the timer to the earliest of the core's timer, the reassembler's
+// next expiry and the next rejoin check.
+func (n *Node) arm(t *time.Timer) {
+	next := n.core.NextTimer()
+	for _, at := range []time.Time{n.reasm.nextExpiry(), n.rejoinAt} {
+		if !at.IsZero() && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	}
+	if next.IsZero() {
+		t.Stop()
+		return
+	}
+	t.Reset(max(next.Sub(n.now()), 0))
+}
+
+// receive reassembles a datagram and hands complete messages to the core.
+func (n *Node) receive(now time.Time, d inDatagram) {
+	msg, err := n.reasm.add(now, d.from, d.data)
+	n.statsMu.Lock()
+	n.nst.DatagramsIn++
+	n.nst.BytesIn += uint64(len(d.data))
+	if err != nil {
+		n.nst.FramesRejected++
+	}
+	n.nst.Reassembly = n.reasm.stats
+	n.statsMu.Unlock()
+	if err != nil {
+		n.log.Debug("datagram refused", "from", d.from, "err", err)
+		return
+	}
+	if msg != nil {
+		n.core.HandleDatagram(now, d.from, msg)
+	}
+}
+
+// flush sends what the core queued and delivers its completions.
+func (n *Node) flush() {
+	sends, done := n.core.Outbox()
+	for _, s := range sends {
+		n.send(s)
+	}
+	for _, c := range done {
+		call := n.waiting[c.Op]
+		if call == nil {
+			continue
+		}
+		delete(n.waiting, c.Op)
+		if call.join != nil {
+			n.joined(c, call.join)
+		}
+		if call.reply != nil {
+			call.reply <- c
+		}
+	}
+}
+
+// send frames one message and writes it on the socket of the peer's family.
+func (n *Node) send(s Send) {
+	to := unmapAddrPort(s.To)
+	conn := n.out6
+	if to.Addr().Is4() {
+		conn = n.out4
+	}
+	ds, err := n.frag.split(s.Data)
+	var sent, bytes, errs uint64
+	switch {
+	case err != nil:
+		n.log.Warn("message not sent", "to", to, "bytes", len(s.Data), "err", err)
+	case conn == nil:
+		errs++
+		n.log.Debug("no socket for address family", "to", to)
+	default:
+		for _, d := range ds {
+			if _, werr := conn.WriteToUDPAddrPort(d, to); werr != nil {
+				errs++
+				n.log.Debug("udp write", "to", to, "err", werr)
+				continue
+			}
+			sent++
+			bytes += uint64(len(d))
+		}
+	}
+	n.statsMu.Lock()
+	n.nst.DatagramsOut += sent
+	n.nst.BytesOut += bytes
+	n.nst.SendErrors += errs
+	if err != nil {
+		n.nst.MessagesTooLarge++
+	} else if len(ds) > 1 {
+		n.nst.MessagesFragmented++
+	}
+	n.statsMu.Unlock()
+}
+
+// joined records the outcome of a join (on the loop goroutine).
+func (n *Node) joined(c Completion, info *joinInfo) {
+	n.rejoining = false
+	if len(n.cfg.Bootstrap) > 0 {
+		n.rejoinAt = n.lastNow.Add(n.cfg.RejoinInterval)
+	}
+	if c.Err != nil && !errors.Is(c.Err, ErrAlone) {
+		n.log.Warn("join failed", "err", c.Err)
+		return
+	}
+	reason := ""
+	if c.Err != nil {
+		switch {
+		case !info.configured:
+			reason = AloneNoSeedsConfigured
+		case info.seeds == 0:
+			reason = AloneNoSeedsFound
+		default:
+			reason = AloneNoSeedAnswered
+		}
+	}
+	n.statsMu.Lock()
+	n.nst.AloneReason = reason
+	n.nst.Seeds = info.seeds
+	n.nst.Joins++
+	n.statsMu.Unlock()
+	n.ready.Store(true)
+}
+
+// maybeRejoin starts a new bootstrap round when the node has seed
+// providers but nobody in its routing table (on the loop goroutine).
+func (n *Node) maybeRejoin(now time.Time) {
+	if n.rejoinAt.IsZero() || now.Before(n.rejoinAt) {
+		return
+	}
+	n.rejoinAt = now.Add(n.cfg.RejoinInterval)
+	if n.rejoining || n.core.Stats().RoutingTableSize > 0 {
+		return
+	}
+	n.rejoining = true
+	n.wg.Add(1)
+	go n.rejoin()
+}
+
+// rejoin asks the providers for seeds again and joins through them.
+func (n *Node) rejoin() {
+	defer n.wg.Done()
+	seeds, info, err := n.bootstrap(n.ctx)
+	if err != nil {
+		n.log.Debug("rejoin bootstrap", "seeds", len(seeds), "err", err)
+	}
+	c := &nodeCall{start: func(now time.Time) OpID { return n.core.Join(now, seeds) }, join: info}
+	select {
+	case n.calls <- c:
+	case <-n.stop:
+	}
+}
+
+// do runs an operation in the loop and waits for its completion; if ctx
+// ends first the operation is cancelled in the core.
+func (n *Node) do(ctx context.Context, start func(now time.Time) OpID, join *joinInfo) (Completion, error) {
+	switch n.state.Load() {
+	case stateNew:
+		return Completion{}, ErrNotStarted
+	case stateClosed:
+		return Completion{}, ErrClosed
+	}
+	c := &nodeCall{start: start, reply: make(chan Completion, 1), join: join}
+	select {
+	case n.calls <- c:
+	case <-ctx.Done():
+		return Completion{}, context.Cause(ctx)
+	case <-n.done:
+		return Completion{}, ErrClosed
+	}
+	select {
+	case comp := <-c.reply:
+		return comp, nil
+	case <-ctx.Done():
+		// Cancel in the core before returning, so the operation's state is
+		// gone when the caller looks again.
+		_ = n.exec(context.Background(), func(time.Time) {
+			if c.started && n.waiting[c.op] == c {
+				delete(n.waiting, c.op)
+				n.core.Cancel(c.op)
+			}
+		})
+		return Completion{}, context.Cause(ctx)
+	case <-n.done:
+		return Completion{}, ErrClosed
+	}
+}
+
+// exec runs fn on the loop goroutine and waits for it, at most until ctx ends.
+func (n *Node) exec(ctx context.Context, fn func(now time.Time)) error {
+	c := &nodeCall{fn: fn, done: make(chan struct{})}
+	select {
+	case n.calls <- c:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-n.done:
+		return ErrClosed
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-n.done:
+		return ErrClosed
+	}
+}
+
+// searchOptions turns ctx's deadline into the core's search deadline.
+func searchOptions(ctx context.Context) SearchOptions {
+	d, _ := ctx.Deadline()
+	return SearchOptions{Deadline: d}
+}
+
+// Publish signs tmpl with the node's identity, stores it on the closest nodes
+// and keeps republishing it until Unpublish or Close. It returns the signed
+// record.
+func (n *Node) Publish(ctx context.Context, tmpl *records.Record) (*records.Record, error) {
+	if tmpl == nil {
+		return nil, fmt.Errorf("overlay: publish: %w: nil record", ErrBadRecord)
+	}
+	tmpl = cloneRecord(tmpl)
+	c, err := n.do(ctx, func(now time.Time) OpID { return n.core.Publish(now, tmpl) }, nil)
+	if err == nil {
+		err = c.Err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("overlay: publish %s: %w", tmpl.Name, err)
+	}
+	if len(c.Records) == 0 {
+		return nil, fmt.Errorf("overlay: publish %s: core returned no record", tmpl.Name)
+	}
+	return c.Records[0], nil
+}
+
+// Unpublish stops republishing name and replaces its record on the overlay
+// with a signed withdrawal.
+func (n *Node) Unpublish(ctx context.Context, name identity.Name) error {
+	c, err := n.do(ctx, func(now time.Time) OpID { return n.core.Unpublish(now, name) }, nil)
+	if err == nil {
+		err = c.Err
+	}
+	if err != nil {
+		return fmt.Errorf("overlay: unpublish %s: %w", name, err)
+	}
+	return nil
+}
+
+// Store replicates a record signed elsewhere on the nodes closest to its key.
+func (n *Node) Store(ctx context.Context, rec *records.Record) error {
+	if rec == nil {
+		return fmt.Errorf("overlay: store: %w: nil record", ErrBadRecord)
+	}
+	rec = cloneRecord(rec)
+	c, err := n.do(ctx, func(now time.Time) OpID { return n.core.Store(now, rec) }, nil)
+	if err == nil {
+		err = c.Err
+	}
+	if err != nil {
+		return fmt.Errorf("overlay: store %s: %w", rec.Name, err)
+	}
+	return nil
+}
+
+// Resolve returns the verified records stored under key, newest first. The
+// search ends at ctx's deadline (or the core's default search timeout).
+func (n *Node) Resolve(ctx context.Context, key identity.Key) ([]*records.Record, Path, error) {
+	o := searchOptions(ctx)
+	c, err := n.do(ctx, func(now time.Time) OpID { return n.core.Resolve(now, key, o) }, nil)
+	if err == nil {
+		err = c.Err
+	}
+	if err != nil {
+		return nil, c.Path, fmt.Errorf("overlay: resolve %s: %w", key, err)
+	}
+	return c.Records, c.Path, nil
+}
+
+// Nearest returns up to count registered keys closest to key.
+func (n *Node) Nearest(ctx context.Context, key identity.Key, count int) ([]identity.Key, Path, error) {
+	o := searchOptions(ctx)
+	c, err := n.do(ctx, func(now time.Time) OpID { return n.core.Nearest(now, key, count, o) }, nil)
+	if err == nil {
+		err = c.Err
+	}
+	if err != nil {
+		return nil, c.Path, fmt.Errorf("overlay: nearest %s: %w", key, err)
+	}
+	return c.Keys, c.Path, nil
+}
+
+// Range returns registered keys between min and max (inclusive).
+func (n *Node) Range(ctx context.Context, min, max identity.Key) ([]identity.Key, Path, error) {
+	o := searchOptions(ctx)
+	c, err := n.do(ctx, func(now time.Time) OpID { return n.core.Range(now, min, max, o) }, nil)
+	if err == nil {
+		err = c.Err
+	}
+	if err != nil {
+		return nil, c.Path, fmt.Errorf("overlay: range %s..%s: %w", min, max, err)
+	}
+	return c.Keys, c.Path, nil
+}
+
+// Stats returns the core's statistics (a snapshot taken when the node
+// stopped, or before it started, if the loop is not running).
+func (n *Node) Stats() Stats {
+	if n.state.Load() == stateRunning {
+		var st Stats
+		if err := n.exec(context.Background(), func(time.Time) { st = n.core.Stats() }); err == nil {
+			return st
+		}
+	}
+	n.statsMu.Lock()
+	defer n.statsMu.Unlock()
+	return n.snap
+}
+
+// NetStats returns the driver's counters and bootstrap state.
+func (n *Node) NetStats() NetStats {
+	alone := n.Stats().RoutingTableSize == 0
+	n.statsMu.Lock()
+	defer n.statsMu.Unlock()
+	s := n.nst
+	s.Ready = n.ready.Load()
+	if !alone {
+		s.AloneReason = ""
+	}
+	return s
+}
+
+// Close leaves the overlay gracefully (tells the neighbours, hands stored
+// records over; bounded by NodeConfig.LeaveTimeout), then stops the loop and
+// the readers and closes the sockets. It is idempotent.
+func (n *Node) Close() error {
+	n.shutdown(true)
+	return nil
+}
+
+// kill stops the node abruptly, without telling anyone: a crash, for tests.
+func (n *Node) kill() { n.shutdown(false) }
+
+func (n *Node) shutdown(graceful bool) {
+	n.once.Do(func() {
+		n.mu.Lock()
+		prev := n.state.Swap(stateClosed)
+		n.mu.Unlock()
+		n.cancel()
+		if prev != stateRunning {
+			return
+		}
+		if graceful {
+			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaveTimeout)
+			err := n.exec(ctx, func(now time.Time) { n.core.Leave(now) })
+			cancel()
+			if err != nil {
+				n.log.Warn("graceful leave", "err", err)
+			}
+		}
+		// One more turn of the loop flushes what Leave queued; then stop.
+		close(n.stop)
+		<-n.done
+		if graceful {
+			sends, _ := n.core.Outbox()
+			for _, s := range sends {
+				n.send(s)
+			}
+		}
+		n.mu.Lock()
+		for _, c := range n.conns {
+			c.Close()
+		}
+		n.mu.Unlock()
+		n.wg.Wait()
+		n.ready.Store(false)
+		n.log.Debug("stopped", "graceful", graceful)
+	})
+}

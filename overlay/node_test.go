@@ -1,0 +1,487 @@
+package overlay
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peername/peername/identity"
+	"github.com/peername/peername/records"
+)
+
+// nodeIdentity returns a deterministic identity for the i-th test node.
+func nodeIdentity(i int) *identity.Identity {
+	var seed [32]byte
+	copy(seed[:], "udp-driver-test")
+	binary.BigEndian.PutUint64(seed[24:], uint64(i))
+	return identity.FromSeed(seed)
+}
+
+// testLogger discards logs unless PEERNAME_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("PEERNAME_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// udpTestConfig is a node on listen with timers short enough for loopback tests.
+func udpTestConfig(i int, listen ...string) NodeConfig {
+	cfg := NodeConfig{
+		Identity: nodeIdentity(i),
+		Cloud:    "udp-test",
+		Logger:   testLogger(),
+		Core: Config{
+			K:              8,
+			Replication:    5,
+			RequestTimeout: 250 * time.Millisecond,
+			SearchTimeout:  5 * time.Second,
+			TickInterval:   time.Second,
+			ValueGrace:     50 * time.Millisecond,
+			RecordLifetime: 10 * time.Minute,
+		},
+		LeaveTimeout:   time.Second,
+		RejoinInterval: 500 * time.Millisecond,
+	}
+	for _, l := range listen {
+		cfg.Listen = append(cfg.Listen, netip.MustParseAddrPort(l))
+	}
+	return cfg
+}
+
+// startNode starts a node and closes it when the test ends.
+func startNode(t testing.TB, cfg NodeConfig) *Node {
+	t.Helper()
+	n, err := NewNode(cfg)
+	if err != nil {
+		t.Fatalf("NewNode: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// seedsOf is a static bootstrap pointing at the nodes' addresses.
+func seedsOf(nodes ...*Node) StaticBootstrap {
+	var s StaticBootstrap
+	for _, n := range nodes {
+		for _, a := range n.Addrs() {
+			s.Addrs = append(s.Addrs, a.String())
+		}
+	}
+	return s
+}
+
+// testRecordTemplate is what node i publishes under classifier.
+func testRecordTemplate(t testing.TB, i int, classifier string, payload []byte) *records.Record {
+	t.Helper()
+	name, err := identity.NewSecuredName(classifier, nodeIdentity(i).PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &records.Record{
+		Name:      name,
+		Endpoints: []netip.Addr{netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})},
+		TXT:       []string{fmt.Sprintf("node=%d", i)},
+		Payload:   payload,
+	}
+}
+
+// nodeGoroutines lists the goroutines running a Node's code.
+func nodeGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "overlay.(*Node)") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// TestNodeLifecycle is not parallel: it checks that no goroutine of any Node
+// survives Close.
+func TestNodeLifecycle(t *testing.T) {
+	n, err := NewNode(udpTestConfig(1, "127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, _, err := n.Resolve(ctx, identity.Key{}); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("Resolve before Start: %v, want ErrNotStarted", err)
+	}
+	if n.Ready() || n.Addrs() != nil {
+		t.Fatal("ready or bound before Start")
+	}
+	if err := n.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if err := n.Start(ctx); !errors.Is(err, ErrStarted) {
+		t.Fatalf("second Start: %v, want ErrStarted", err)
+	}
+	if !n.Ready() {
+		t.Fatal("a node with no seeds is not ready after Start")
+	}
+	addrs := n.Addrs()
+	if len(addrs) != 1 || !addrs[0].Addr().Is4() || addrs[0].Port() == 0 {
+		t.Fatalf("Addrs = %v, want one bound IPv4 address", addrs)
+	}
+	if ns := n.NetStats(); !ns.Ready || ns.AloneReason != AloneNoSeedsConfigured || ns.Joins != 1 {
+		t.Fatalf("NetStats = %+v, want ready, alone with %q", ns, AloneNoSeedsConfigured)
+	}
+	if st := n.Stats(); st.ID != n.ID() || st.ID != nodeIdentity(1).NodeID() {
+		t.Fatalf("Stats.ID = %s, want %s", st.ID, n.ID())
+	}
+	if len(nodeGoroutines()) == 0 {
+		t.Fatal("no node goroutine found while running: the leak check below would prove nothing")
+	}
+	for range 2 {
+		if err := n.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	}
+	if gs := nodeGoroutines(); len(gs) != 0 {
+		t.Fatalf("goroutines left after Close:\n%s", strings.Join(gs, "\n\n"))
+	}
+	if n.Ready() {
+		t.Fatal("ready after Close")
+	}
+	if _, _, err := n.Resolve(ctx, identity.Key{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Resolve after Close: %v, want ErrClosed", err)
+	}
+	if err := n.Start(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Start after Close: %v, want ErrClosed", err)
+	}
+	if st := n.Stats(); st.ID != n.ID() {
+		t.Fatal("Stats after Close lost the snapshot")
+	}
+	// The port is free again.
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addrs[0]))
+	if err != nil {
+		t.Fatalf("port still bound after Close: %v", err)
+	}
+	c.Close()
+
+	// Close before Start, and a node whose Start failed, leave nothing behind.
+	idle, err := NewNode(udpTestConfig(2, "127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Start(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Start after Close: %v, want ErrClosed", err)
+	}
+	busy, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	clash, err := NewNode(udpTestConfig(3, "127.0.0.1:0", busy.LocalAddr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := clash.Start(ctx); err == nil {
+		t.Fatal("Start on a port in use succeeded")
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	quit, err := NewNode(udpTestConfig(4, "127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	quit.cfg.Bootstrap = []Bootstrapper{StaticBootstrap{Addrs: []string{"127.0.0.1:9"}}}
+	if err := quit.Start(cancelled); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Start with a cancelled context: %v, want context.Canceled", err)
+	}
+	if gs := nodeGoroutines(); len(gs) != 0 {
+		t.Fatalf("goroutines left after failed starts:\n%s", strings.Join(gs, "\n\n"))
+	}
+}
+
+func TestNodeAloneReasons(t *testing.T) {
+	t.Parallel()
+	// A UDP port with nobody behind it.
+	dead, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.LocalAddr().String()
+	dead.Close()
+	tests := []struct {
+		name      string
+		bootstrap []Bootstrapper
+		want      string
+	}{
+		{"no providers", nil, AloneNoSeedsConfigured},
+		{"providers find nothing", []Bootstrapper{StaticBootstrap{Addrs: []string{"127.0.0.1:0"}}}, AloneNoSeedsFound},
+		{"only itself", nil, AloneNoSeedsFound}, // filled in below
+		{"seed does not answer", []Bootstrapper{StaticBootstrap{Addrs: []string{deadAddr}}}, AloneNoSeedAnswered},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := udpTestConfig(10+i, "127.0.0.1:0")
+			cfg.Bootstrap = tt.bootstrap
+			if tt.name == "only itself" {
+				// Reserve a port, then have the node bind it and list it as its seed.
+				c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				self := c.LocalAddr().String()
+				c.Close()
+				cfg.Listen = []netip.AddrPort{netip.MustParseAddrPort(self)}
+				cfg.Bootstrap = []Bootstrapper{StaticBootstrap{Addrs: []string{self}}}
+			}
+			n := startNode(t, cfg)
+			ns := n.NetStats()
+			if !n.Ready() || !ns.Ready || ns.AloneReason != tt.want {
+				t.Fatalf("Ready = %v, NetStats = %+v; want ready and alone because %q", n.Ready(), ns, tt.want)
+			}
+		})
+	}
+}
+
+func TestNodeJoinsAndRejoins(t *testing.T) {
+	t.Parallel()
+	// b starts before its seed a exists, so it is alone; once a is up, b's
+	// rejoin timer finds it.
+	port, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aAddr := port.LocalAddr().String()
+	port.Close()
+	cfgB := udpTestConfig(21, "127.0.0.1:0")
+	cfgB.Bootstrap = []Bootstrapper{StaticBootstrap{Addrs: []string{aAddr}}}
+	// Work around a core bug reported in driver-to-core.md (19:35): the
+	// half-open session to a seed that never answered is only dropped when
+	// idle, so let it age out between rejoins.
+	cfgB.Core.SessionIdle = time.Second
+	cfgB.RejoinInterval = 1500 * time.Millisecond
+	b := startNode(t, cfgB)
+	if got := b.NetStats().AloneReason; got != AloneNoSeedAnswered {
+		t.Fatalf("b alone because %q, want %q", got, AloneNoSeedAnswered)
+	}
+	a := startNode(t, udpTestConfig(20, aAddr))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for b.NetStats().Joins < 2 || b.Stats().RoutingTableSize == 0 || a.Stats().RoutingTableSize == 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("b never rejoined through a: NetStats %+v", b.NetStats())
+		}
+		waitTick(ctx, 20*time.Millisecond)
+	}
+	ns := b.NetStats()
+	if ns.AloneReason != "" || ns.Joins < 2 {
+		t.Fatalf("after rejoin NetStats = %+v, want not alone and at least 2 joins", ns)
+	}
+	// A third node joins through a at Start.
+	cfgC := udpTestConfig(22, "127.0.0.1:0")
+	cfgC.Bootstrap = []Bootstrapper{seedsOf(a)}
+	c := startNode(t, cfgC)
+	if ns := c.NetStats(); ns.AloneReason != "" || ns.Seeds != 1 || c.Stats().RoutingTableSize == 0 {
+		t.Fatalf("c after joining through a: NetStats %+v", ns)
+	}
+}
+
+// waitTick waits d or until ctx ends, for polling a condition that no event
+// announces (another node's routing table).
+func waitTick(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func TestNodeSendsEachFamilyOnItsSocket(t *testing.T) {
+	t.Parallel()
+	peer4, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer4.Close()
+	peer6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer peer6.Close()
+	cfg := udpTestConfig(30, "127.0.0.1:0", "[::1]:0")
+	cfg.Bootstrap = []Bootstrapper{StaticBootstrap{Addrs: []string{peer4.LocalAddr().String(), peer6.LocalAddr().String()}}}
+	n, err := NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	started := make(chan error, 1)
+	go func() { started <- n.Start(t.Context()) }()
+
+	tests := []struct {
+		name string
+		peer *net.UDPConn
+	}{
+		{"IPv4", peer4},
+		{"IPv6", peer6},
+	}
+	for _, tt := range tests {
+		buf := make([]byte, 2048)
+		tt.peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		nr, from, err := tt.peer.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("%s peer got nothing: %v", tt.name, err)
+		}
+		from = unmapAddrPort(from)
+		var want netip.AddrPort
+		for _, a := range n.Addrs() {
+			if a.Addr().Is4() == from.Addr().Is4() {
+				want = a
+			}
+		}
+		if from != want {
+			t.Fatalf("%s peer got a datagram from %s, want the node's %s socket %s", tt.name, from, tt.name, want)
+		}
+		if nr < 2 || buf[0] != frameWhole {
+			t.Fatalf("%s peer got a %d-byte datagram starting %#x, want a whole-message frame", tt.name, nr, buf[0])
+		}
+	}
+	if err := <-started; err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if got := n.NetStats().AloneReason; got != AloneNoSeedAnswered {
+		t.Fatalf("alone because %q, want %q (the fake peers never answer)", got, AloneNoSeedAnswered)
+	}
+}
+
+func TestNodeRefusesBadFrames(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, udpTestConfig(40, "127.0.0.1:0"))
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(n.Addrs()[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	bad := [][]byte{
+		{0x42, 1, 2, 3},
+		{frameWhole},
+		append(fragHeader(1, 5, 2, 100), 1),
+		append(fragHeader(1, 0, 2, 1<<30), 1),
+	}
+	for _, d := range bad {
+		if _, err := c.Write(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	for n.NetStats().FramesRejected < uint64(len(bad)) {
+		if ctx.Err() != nil {
+			t.Fatalf("FramesRejected = %d, want %d", n.NetStats().FramesRejected, len(bad))
+		}
+		waitTick(ctx, 5*time.Millisecond)
+	}
+	if ns := n.NetStats(); ns.DatagramsIn != uint64(len(bad)) {
+		t.Fatalf("DatagramsIn = %d, want %d", ns.DatagramsIn, len(bad))
+	}
+	// A whole frame carrying garbage reaches the core, which drops it.
+	if _, err := c.Write([]byte{frameWhole, 0xde, 0xad}); err != nil {
+		t.Fatal(err)
+	}
+	for n.Stats().DroppedMalformed == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the core never saw the garbage message")
+		}
+		waitTick(ctx, 5*time.Millisecond)
+	}
+}
+
+func TestNodeCancelledCallCancelsTheCoreOperation(t *testing.T) {
+	t.Parallel()
+	a := startNode(t, udpTestConfig(50, "127.0.0.1:0"))
+	cfg := udpTestConfig(51, "127.0.0.1:0")
+	cfg.Core.RequestTimeout = 5 * time.Second // the dead peer keeps the search waiting
+	cfg.Core.SkipJoinRefresh = true           // no background lookups: ActiveOps counts ours
+	cfg.Bootstrap = []Bootstrapper{seedsOf(a)}
+	b := startNode(t, cfg)
+	a.kill()
+	if n := b.Stats().ActiveOps; n != 0 {
+		t.Fatalf("ActiveOps = %d before the call, want 0", n)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := b.Resolve(ctx, identity.Key{1})
+		errc <- err
+	}()
+	// Wait until the search is running in the core, then cancel it.
+	deadline, stop := context.WithTimeout(t.Context(), 5*time.Second)
+	defer stop()
+	for b.Stats().ActiveOps == 0 {
+		if deadline.Err() != nil {
+			t.Fatal("the resolve never started")
+		}
+		waitTick(deadline, time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Resolve = %v, want context.Canceled", err)
+		}
+	case <-deadline.Done():
+		t.Fatal("Resolve did not return after its context was cancelled")
+	}
+	if st := b.Stats(); st.ActiveOps != 0 {
+		t.Fatalf("ActiveOps = %d after the call was cancelled, want 0", st.ActiveOps)
+	}
+}
+
+func TestNodeCloseFailsWaitingCalls(t *testing.T) {
+	t.Parallel()
+	a := startNode(t, udpTestConfig(60, "127.0.0.1:0"))
+	cfg := udpTestConfig(61, "127.0.0.1:0")
+	cfg.Core.RequestTimeout = 5 * time.Second
+	cfg.Bootstrap = []Bootstrapper{seedsOf(a)}
+	b := startNode(t, cfg)
+	a.kill()
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := b.Resolve(t.Context(), identity.Key{2})
+		errc <- err
+	}()
+	deadline, stop := context.WithTimeout(t.Context(), 5*time.Second)
+	defer stop()
+	for b.Stats().ActiveOps == 0 {
+		if deadline.Err() != nil {
+			t.Fatal("the resolve never started")
+		}
+		waitTick(deadline, time.Millisecond)
+	}
+	b.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrLeft) && !errors.Is(err, ErrClosed) {
+			t.Fatalf("Resolve during Close = %v, want ErrLeft or ErrClosed", err)
+		}
+	case <-deadline.Done():
+		t.Fatal("a call waiting during Close never returned")
+	}
+}
