@@ -1,0 +1,288 @@
+package peername
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/peername/peername/identity"
+	"github.com/peername/peername/records"
+	"github.com/peername/peername/resolver"
+)
+
+// instance is one `peername` block of one Corefile load: its handler, its
+// resolver and the names it publishes on the shared node.
+type instance struct {
+	cfg     *config
+	id      *identity.Identity
+	reg     *nodeRegistry
+	handler *Peername
+	res     *resolver.Resolver
+	names   []identity.Name // parallel to cfg.publish
+
+	node      atomic.Pointer[sharedNode]
+	published atomic.Int64 // publications done at least once
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// errNotStarted is returned by searches before OnStartup or after
+// OnShutdown.
+var errNotStarted = errors.New("overlay node not running")
+
+func newInstance(cfg *config, id *identity.Identity, reg *nodeRegistry) (*instance, error) {
+	inst := &instance{cfg: cfg, id: id, reg: reg}
+	for _, p := range cfg.publish {
+		var (
+			n   identity.Name
+			err error
+		)
+		if p.secured {
+			n, err = identity.NewSecuredName(p.classifier, id.PublicKey())
+		} else {
+			n, err = identity.NewUnsecuredName(p.classifier)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("publish %s: %w", p.classifier, err)
+		}
+		inst.names = append(inst.names, n)
+	}
+	res, err := resolver.New(resolver.Config{
+		Searcher: resolver.SearcherFunc(inst.search),
+		TTL:      cfg.ttl, NegativeTTL: cfg.negTTL, Timeout: cfg.timeout,
+		ObserveSearch: func(d time.Duration, o resolver.Outcome) {
+			searchDuration.WithLabelValues(string(o)).Observe(d.Seconds())
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	inst.res = res
+	inst.handler = &Peername{
+		Zones:    cfg.zones,
+		Fall:     cfg.fall,
+		resolver: res,
+		negTTL:   uint32(cfg.negTTL / time.Second),
+		serial:   uint32(time.Now().Unix()),
+		now:      time.Now,
+		ready:    inst.ready,
+	}
+	return inst, nil
+}
+
+func (inst *instance) search(ctx context.Context, key identity.Key) ([]*records.Record, error) {
+	s := inst.node.Load()
+	if s == nil {
+		return nil, errNotStarted
+	}
+	return s.node.Search(ctx, key)
+}
+
+// ready reports whether the node has joined (or is knowingly alone) and
+// every name has been published once.
+func (inst *instance) ready() bool {
+	s := inst.node.Load()
+	return s != nil && s.node.Ready() && inst.published.Load() == int64(len(inst.names))
+}
+
+func (inst *instance) nodeConfig() nodeConfig {
+	return nodeConfig{
+		Identity:       inst.id,
+		Listen:         inst.cfg.listen,
+		Bootstrap:      inst.cfg.bootstrap,
+		Cloud:          inst.cfg.cloud,
+		RecordLifetime: inst.cfg.lifetime,
+	}
+}
+
+// startup acquires the shared node and starts publishing this block's
+// names. It is the OnStartup callback.
+func (inst *instance) startup() error {
+	s, err := inst.reg.acquire(context.Background(), inst.nodeConfig())
+	if err != nil {
+		return fmt.Errorf("peername: %w", err)
+	}
+	inst.node.Store(s)
+	log.Infof("overlay node %s (authority %s, cloud %s) on %v", inst.id.NodeID().String()[:16], inst.id.Authority(), inst.cfg.cloud, s.node.Addrs())
+	ctx, cancel := context.WithCancel(context.Background())
+	inst.cancel = cancel
+	for i, p := range inst.cfg.publish {
+		n := inst.names[i]
+		s.claim(n)
+		tmpl := &records.Record{
+			Name:      n,
+			Endpoints: endpoints(p.ips, s.node.Addrs()),
+			Services:  p.services,
+			TXT:       p.txt,
+		}
+		log.Infof("publishing %s %v", n.DNS(inst.zone()), tmpl.Endpoints)
+		inst.wg.Add(1)
+		go inst.publish(ctx, s, tmpl)
+	}
+	return nil
+}
+
+// zone is the zone names are shown in: the block's first zone.
+func (inst *instance) zone() string {
+	if len(inst.cfg.zones) > 0 {
+		return inst.cfg.zones[0]
+	}
+	return identity.DefaultZone
+}
+
+// publishTimeout bounds one publish attempt; failed attempts are retried
+// with backoff until one succeeds (the node then republishes by itself).
+const publishTimeout = 10 * time.Second
+
+func (inst *instance) publish(ctx context.Context, s *sharedNode, tmpl *records.Record) {
+	defer inst.wg.Done()
+	backoff := time.Second
+	for {
+		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		rec, err := s.node.Publish(pctx, tmpl)
+		cancel()
+		switch {
+		case err == nil:
+			log.Infof("published %s seq %d, expires %s", rec.Name.DNS(inst.zone()), rec.Seq, rec.Expires.Format(time.RFC3339))
+		case errors.Is(err, errOnlyLocal):
+			log.Infof("published %s on this node only (no peer reachable yet); it is republished as peers join", tmpl.Name.DNS(inst.zone()))
+		}
+		if err == nil || errors.Is(err, errOnlyLocal) {
+			publishCount.WithLabelValues("publish", "ok").Inc()
+			inst.res.Forget(tmpl.Name)
+			inst.published.Add(1)
+			return
+		}
+		publishCount.WithLabelValues("publish", "error").Inc()
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warningf("publishing %s: %v (retrying in %s)", tmpl.Name.DNS(inst.zone()), err, backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// unpublishTimeout bounds the withdrawal of one name at shutdown.
+const unpublishTimeout = 5 * time.Second
+
+// shutdown withdraws the names no newer instance publishes and releases the
+// node. It is the OnShutdown callback.
+func (inst *instance) shutdown() error {
+	s := inst.node.Swap(nil)
+	if s == nil {
+		return nil
+	}
+	inst.cancel()
+	inst.wg.Wait()
+	var errs []error
+	for _, n := range inst.names {
+		if !s.unclaim(n) {
+			continue // a reloaded instance publishes it now
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), unpublishTimeout)
+		err := s.node.Unpublish(ctx, n)
+		cancel()
+		if err != nil {
+			publishCount.WithLabelValues("unpublish", "error").Inc()
+			errs = append(errs, fmt.Errorf("unpublish %s: %w", n, err))
+			continue
+		}
+		publishCount.WithLabelValues("unpublish", "ok").Inc()
+		log.Infof("withdrew %s", n.DNS(inst.zone()))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), unpublishTimeout)
+	defer cancel()
+	if err := s.release(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("peername: %w", err)
+	}
+	return nil
+}
+
+// endpoints returns the addresses to publish: the configured ones, or the
+// node's own. A node bound to an unspecified address publishes the
+// addresses of this host's interfaces of that family.
+func endpoints(configured []netip.Addr, bound []netip.AddrPort) []netip.Addr {
+	if len(configured) > 0 {
+		return configured
+	}
+	var out []netip.Addr
+	add := func(ip netip.Addr) {
+		ip = ip.Unmap()
+		if len(out) < maxEndpoints && ip.IsValid() && !contains(out, ip) {
+			out = append(out, ip)
+		}
+	}
+	var ifAddrs []netip.Addr
+	for _, ap := range bound {
+		ip := ap.Addr().Unmap()
+		if !ip.IsUnspecified() {
+			add(ip)
+			continue
+		}
+		if ifAddrs == nil {
+			ifAddrs = interfaceAddrs()
+		}
+		for _, a := range ifAddrs {
+			if a.Is4() == ip.Is4() {
+				add(a)
+			}
+		}
+	}
+	return out
+}
+
+func contains(s []netip.Addr, ip netip.Addr) bool {
+	for _, a := range s {
+		if a == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// interfaceAddrs returns this host's global unicast addresses, or its
+// loopback addresses when it has none.
+func interfaceAddrs() []netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		log.Warningf("listing interface addresses: %v", err)
+		return []netip.Addr{}
+	}
+	var global, loop []netip.Addr
+	for _, a := range addrs {
+		pfx, err := netip.ParsePrefix(a.String())
+		if err != nil {
+			continue
+		}
+		ip := pfx.Addr().Unmap()
+		switch {
+		case ip.IsLoopback():
+			loop = append(loop, ip)
+		case ip.IsGlobalUnicast() || ip.IsPrivate():
+			global = append(global, ip)
+		}
+	}
+	if len(global) > 0 {
+		return global
+	}
+	if len(loop) == 0 {
+		return []netip.Addr{}
+	}
+	return loop
+}

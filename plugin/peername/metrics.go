@@ -1,0 +1,57 @@
+package peername
+
+import (
+	"github.com/coredns/coredns/plugin"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Query results counted by queryCount.
+const (
+	resultAnswer      = "answer"
+	resultNoData      = "nodata"
+	resultNXDomain    = "nxdomain"
+	resultServFail    = "servfail"
+	resultRefused     = "refused"
+	resultFallthrough = "fallthrough"
+)
+
+var (
+	// queryCount counts the queries the plugin handled, by result.
+	queryCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "peername",
+		Name:      "queries_total",
+		Help:      "Counter of queries handled by the peername plugin, by result (answer, nodata, nxdomain, servfail, refused, fallthrough).",
+	}, []string{"server", "result"})
+	// searchDuration is the latency of overlay searches (cache misses).
+	searchDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "peername",
+		Name:      "search_duration_seconds",
+		Buckets:   plugin.TimeBuckets,
+		Help:      "Histogram of the time overlay searches took, by outcome (found, notfound, error).",
+	}, []string{"outcome"})
+	// routingTableSize is the number of peers in a node's routing table.
+	routingTableSize = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "peername",
+		Name:      "routing_table_size",
+		Help:      "Number of peers in the overlay node's routing table.",
+	}, []string{"node"})
+	// recordsStored is the number of records a node stores for the overlay.
+	recordsStored = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "peername",
+		Name:      "records_stored",
+		Help:      "Number of records the overlay node stores.",
+	}, []string{"node"})
+	// publishCount counts the node's publish and unpublish operations.
+	publishCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "peername",
+		Name:      "publishes_total",
+		Help:      "Counter of publish operations of this node's own names, by operation (publish, unpublish) and result (ok, error).",
+	}, []string{"op", "result"})
+)

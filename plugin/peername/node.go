@@ -1,0 +1,221 @@
+package peername
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/peername/peername/identity"
+	"github.com/peername/peername/records"
+)
+
+// overlayNode is what the plugin needs from an overlay node. The real one
+// is an *overlay.Node (see overlay.go); tests use an in-memory fake.
+type overlayNode interface {
+	Start(ctx context.Context) error
+	Close() error
+	// Publish signs and stores tmpl and keeps republishing it. An error
+	// wrapping errOnlyLocal means the record is stored on this node only,
+	// for want of peers, and will be republished.
+	Publish(ctx context.Context, tmpl *records.Record) (*records.Record, error)
+	Unpublish(ctx context.Context, name identity.Name) error
+	// Search returns the records stored under key; an empty result or an
+	// error wrapping resolver.ErrNotFound means none.
+	Search(ctx context.Context, key identity.Key) ([]*records.Record, error)
+	Ready() bool
+	Addrs() []netip.AddrPort
+	Stats() nodeStats
+}
+
+// errOnlyLocal: a publish reached no peer (the node is alone) but the
+// record is stored and republished by this node.
+var errOnlyLocal = errors.New("stored on this node only: no peer reachable yet")
+
+// nodeStats is the part of the overlay's statistics the plugin exports.
+type nodeStats struct {
+	RoutingTableSize int
+	RecordsStored    int
+}
+
+// bootstrapSpec is one `bootstrap` argument: a literal address, a host
+// name and port resolved when the node joins, or a DNS SRV domain.
+type bootstrapSpec struct {
+	Addr      netip.AddrPort
+	Host      string
+	Port      uint16
+	SRVDomain string
+}
+
+func (b bootstrapSpec) String() string {
+	switch {
+	case b.SRVDomain != "":
+		return "dns:" + b.SRVDomain
+	case b.Host != "":
+		return fmt.Sprintf("%s:%d", b.Host, b.Port)
+	default:
+		return b.Addr.String()
+	}
+}
+
+// nodeConfig is everything needed to create an overlay node.
+type nodeConfig struct {
+	Identity       *identity.Identity
+	Listen         []netip.AddrPort
+	Bootstrap      []bootstrapSpec
+	Cloud          string
+	RecordLifetime time.Duration
+}
+
+// key identifies a node in the process-wide registry: the same identity,
+// cloud and listen addresses mean the same node, which survives a reload.
+func (c nodeConfig) key() string {
+	addrs := make([]string, len(c.Listen))
+	for i, a := range c.Listen {
+		addrs[i] = a.String()
+	}
+	slices.Sort(addrs)
+	return c.Identity.NodeID().String() + "|" + c.Cloud + "|" + strings.Join(addrs, ",")
+}
+
+// startTimeout bounds how long OnStartup waits for a node to bind and join.
+const startTimeout = 10 * time.Second
+
+// sharedNode is an overlay node shared by every plugin instance configured
+// with the same key: CoreDNS starts the new instance of a reloaded Corefile
+// before it stops the old one, and both must use the one socket.
+type sharedNode struct {
+	reg  *nodeRegistry
+	key  string
+	node overlayNode
+	id   *identity.Identity
+	refs int // guarded by reg.mu
+
+	mu     sync.Mutex
+	claims map[identity.Name]int // instances publishing each name
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// nodeRegistry holds the process's shared nodes.
+type nodeRegistry struct {
+	newNode func(nodeConfig) (overlayNode, error)
+
+	mu    sync.Mutex
+	nodes map[string]*sharedNode
+}
+
+// nodes is the process-wide registry used by the plugin.
+var nodes = &nodeRegistry{newNode: newOverlayNode, nodes: make(map[string]*sharedNode)}
+
+// acquire returns the running node for cfg, creating and starting it if
+// no instance holds it yet. Each acquire must be paired with a release.
+func (r *nodeRegistry) acquire(ctx context.Context, cfg nodeConfig) (*sharedNode, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := cfg.key()
+	if s, ok := r.nodes[k]; ok {
+		s.refs++
+		return s, nil
+	}
+	n, err := r.newNode(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create overlay node: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	if err := n.Start(sctx); err != nil {
+		return nil, fmt.Errorf("start overlay node on %v: %w", cfg.Listen, err)
+	}
+	s := &sharedNode{
+		reg: r, key: k, node: n, id: cfg.Identity, refs: 1,
+		claims: make(map[identity.Name]int),
+		stop:   make(chan struct{}), done: make(chan struct{}),
+	}
+	r.nodes[k] = s
+	go s.exportStats()
+	return s, nil
+}
+
+// release drops one reference; the last one withdraws any names still
+// published and closes the node.
+func (s *sharedNode) release(ctx context.Context) error {
+	r := s.reg
+	r.mu.Lock()
+	s.refs--
+	last := s.refs == 0
+	if last {
+		delete(r.nodes, s.key)
+	}
+	r.mu.Unlock()
+	if !last {
+		return nil
+	}
+	s.mu.Lock()
+	var names []identity.Name
+	for n := range s.claims {
+		names = append(names, n)
+	}
+	s.claims = map[identity.Name]int{}
+	s.mu.Unlock()
+	var errs []error
+	for _, n := range names {
+		if err := s.node.Unpublish(ctx, n); err != nil {
+			errs = append(errs, fmt.Errorf("unpublish %s: %w", n, err))
+		}
+	}
+	close(s.stop)
+	<-s.done
+	if err := s.node.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close overlay node: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// claim records that one more instance publishes name.
+func (s *sharedNode) claim(name identity.Name) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.claims[name]++
+}
+
+// unclaim drops one instance's claim on name and reports whether nobody
+// publishes it any more.
+func (s *sharedNode) unclaim(name identity.Name) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.claims[name]--
+	if s.claims[name] <= 0 {
+		delete(s.claims, name)
+		return true
+	}
+	return false
+}
+
+// statsInterval is how often a node's gauges are refreshed.
+const statsInterval = 5 * time.Second
+
+// exportStats keeps the node's gauges current until the node stops.
+func (s *sharedNode) exportStats() {
+	defer close(s.done)
+	label := s.id.NodeID().String()[:16]
+	defer routingTableSize.DeleteLabelValues(label)
+	defer recordsStored.DeleteLabelValues(label)
+	t := time.NewTicker(statsInterval)
+	defer t.Stop()
+	for {
+		st := s.node.Stats()
+		routingTableSize.WithLabelValues(label).Set(float64(st.RoutingTableSize))
+		recordsStored.WithLabelValues(label).Set(float64(st.RecordsStored))
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
