@@ -3,6 +3,9 @@ package overlay
 import (
 	"crypto/ed25519"
 	"net/netip"
+	"os"
+	"runtime"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -139,4 +142,40 @@ func BenchmarkLookup(b *testing.B) {
 	b.ReportMetric(float64(hops)/float64(i), "hops/op")
 	b.ReportMetric(float64(asked)/float64(i), "asked/op")
 	b.ReportMetric(float64(msgs)/float64(i), "sent/op")
+}
+
+// BenchmarkNodeMemory reports the heap held per node in a joined 256-node
+// network (routing table, sessions, stored records), each node publishing one name.
+func BenchmarkNodeMemory(b *testing.B) {
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		n := newTestNet(b)
+		n.build(256, nil)
+		for _, tn := range n.nodes {
+			name, _ := identity.NewSecuredName("mem", tn.ident.PublicKey())
+			n.wait(tn, tn.core.Publish(n.now, &records.Record{Name: name, Endpoints: []netip.Addr{tn.addr.Addr()}}), time.Minute)
+		}
+		n.runFor(time.Minute)
+		n.inq = nil
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		var sessions, table int
+		for _, tn := range n.nodes {
+			st := tn.core.Stats()
+			sessions += st.Sessions
+			table += st.RoutingTableSize
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(n.nodes)), "heapB/node")
+		b.ReportMetric(float64(sessions)/float64(len(n.nodes)), "sessions/node")
+		b.ReportMetric(float64(table)/float64(len(n.nodes)), "contacts/node")
+		if path := os.Getenv("PEERNAME_HEAP_PROFILE"); path != "" {
+			if f, err := os.Create(path); err == nil {
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}
+		runtime.KeepAlive(n)
+	}
 }

@@ -23,7 +23,7 @@ const (
 	DefaultRefreshInterval  = 15 * time.Minute
 	DefaultTickInterval     = 30 * time.Second
 	DefaultPingAge          = time.Minute
-	DefaultSessionIdle      = 10 * time.Minute
+	DefaultSessionIdle      = 2 * time.Minute
 	DefaultValueGrace       = 250 * time.Millisecond
 	DefaultMaxSessions      = 256
 	DefaultMaxRecords       = 4096

@@ -253,7 +253,7 @@ func (c *Core) startHandshake(now int64, peer identity.Key, hasID bool, addr net
 	c.makeRoom(now, false)
 	s := &session{
 		localIdx: c.newSessionIdx(), state: sessInitSent, hasPeer: hasID, peer: peer,
-		addr: addr, created: now, lastUsed: now,
+		addr: addr, lastUsed: now,
 	}
 	c.fillNonce(now, &s.nonce)
 	c.sess.byIdx[s.localIdx] = s
@@ -324,7 +324,7 @@ func (c *Core) onHello(now int64, from netip.AddrPort, data []byte) {
 	c.makeRoom(now, true)
 	s := &session{
 		localIdx: c.newSessionIdx(), remoteIdx: hl.senderIdx, state: sessHalfOpen, hasPeer: true,
-		peer: peer, addr: from, created: now, lastUsed: now, nonce: hl.nonce,
+		peer: peer, addr: from, lastUsed: now, nonce: hl.nonce,
 	}
 	var nonceR [nonceLen]byte
 	c.fillNonce(now, &nonceR)

@@ -55,7 +55,6 @@ type session struct {
 	sendCtr   uint64
 	recvMax   uint64
 	recvWin   uint64
-	created   int64
 	lastUsed  int64
 	lastRecv  int64
 	nonce     [nonceLen]byte // our nonce (initiator) or the initiator's (responder, for duplicate HELLOs)

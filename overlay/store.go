@@ -125,7 +125,7 @@ func (st *recordStore) putRecord(now int64, key identity.Key, rec *records.Recor
 	if src.IsValid() && st.perSource[src] >= st.maxSource && (idx < 0 || sl.recs[idx].source != src) {
 		return putResult{status: storeFull, err: fmt.Errorf("source %s over its quota: %w", src, ErrBadRecord)}
 	}
-	sr := &storedRecord{rec: rec, enc: enc, expires: rec.Expires.UnixNano(), source: src}
+	sr := &storedRecord{rec: slimRecord(rec), enc: enc, expires: rec.Expires.UnixNano(), source: src}
 	if sl == nil {
 		sl = &slot{}
 		st.m[key] = sl
@@ -254,4 +254,14 @@ func (st *recordStore) maxSourceCount() int {
 		m = max(m, n)
 	}
 	return m
+}
+
+// slimRecord copies a decoded record into exactly sized storage, so that a
+// stored record does not pin records.Decode's fixed-capacity arrays (~1 KiB).
+func slimRecord(r *records.Record) *records.Record {
+	out := *r
+	out.Endpoints = slices.Clip(slices.Clone(r.Endpoints))
+	out.Services = slices.Clip(slices.Clone(r.Services))
+	out.TXT = slices.Clip(slices.Clone(r.TXT))
+	return &out
 }
