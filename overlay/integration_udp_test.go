@@ -44,8 +44,8 @@ type published struct {
 	rec   *records.Record
 }
 
-// resolveAll resolves every record from every node in from (concurrently,
-// one goroutine per node) and reports each failure.
+// resolveAll resolves every record from every node in from (the nodes in
+// parallel, each one name after the other) and reports each failure.
 func resolveAll(t *testing.T, ctx context.Context, nodes []*Node, from []int, recs []published) {
 	t.Helper()
 	var wg sync.WaitGroup
@@ -141,6 +141,7 @@ func TestUDPOverlayChurn(t *testing.T) {
 	}
 	resolveAll(t, ctx, nodes, all, recs)
 	if t.Failed() {
+		logNodeStats(t, nodes)
 		t.FailNow()
 	}
 
@@ -174,6 +175,20 @@ func TestUDPOverlayChurn(t *testing.T) {
 		t.Fatal("no name of a killed owner survived: the test proves nothing about replicas")
 	}
 	resolveAll(t, ctx, nodes, alive, replicated)
+	if t.Failed() {
+		logNodeStats(t, nodes)
+	}
+}
+
+// logNodeStats logs what each node's driver and core counted, to tell lost
+// datagrams from refused ones when a test fails.
+func logNodeStats(t *testing.T, nodes []*Node) {
+	for i, n := range nodes {
+		st, ns := n.Stats(), n.NetStats()
+		t.Logf("node %d: table %d, sessions %d (%d half-open), handshakes %d/%d, dropped auth %d malformed %d, records %d; udp in %d out %d, send errors %d, inbox drops %d, frames rejected %d, reassembly %+v",
+			i, st.RoutingTableSize, st.Sessions, st.HalfOpenSessions, st.HandshakesCompleted, st.HandshakesStarted,
+			st.DroppedAuth, st.DroppedMalformed, st.RecordsStored, ns.DatagramsIn, ns.DatagramsOut, ns.SendErrors, ns.InboxDrops, ns.FramesRejected, ns.Reassembly)
+	}
 }
 
 func TestUDPOverlayLargePayload(t *testing.T) {

@@ -58,9 +58,13 @@ const (
 	DefaultRejoinInterval   = 30 * time.Second
 	DefaultBootstrapTimeout = 10 * time.Second
 	// inboxSize is the queue of received datagrams between the socket readers
-	// and the event loop; when it is full the readers wait and the kernel's
-	// socket buffer absorbs (or drops) the rest.
-	inboxSize = 512
+	// and the event loop. The readers never wait on it: when the loop falls
+	// behind, datagrams are dropped (and counted) rather than left to
+	// overflow the kernel's buffer unseen; the core's timeouts recover.
+	inboxSize = 2048
+	// socketBufSize is the receive buffer asked of the kernel (capped by
+	// net.core.rmem_max), so bursts of answers to parallel lookups fit.
+	socketBufSize = 1 << 20
 	// maxReadBatch is how many queued datagrams the loop handles before it
 	// looks at API calls and timers again.
 	maxReadBatch = 64
@@ -170,6 +174,7 @@ type NetStats struct {
 	MessagesFragmented        uint64 // outgoing messages split into fragments
 	MessagesTooLarge          uint64 // outgoing messages over the fragmentation limit (dropped)
 	FramesRejected            uint64 // incoming datagrams refused by the framing layer
+	InboxDrops                uint64 // datagrams dropped because the event loop fell behind
 	Reassembly                reasmStats
 }
 
@@ -311,6 +316,9 @@ func (n *Node) bind() error {
 			}
 			return fail(fmt.Errorf("overlay: listen %s: %w", ap, err))
 		}
+		if err := c.SetReadBuffer(socketBufSize); err != nil {
+			n.log.Debug("socket receive buffer", "err", err)
+		}
 		conns = append(conns, c)
 	}
 	if len(conns) == 0 {
@@ -396,6 +404,10 @@ func (n *Node) read(c *net.UDPConn) {
 		case n.inbox <- d:
 		case <-n.stop:
 			return
+		default:
+			n.statsMu.Lock()
+			n.nst.InboxDrops++
+			n.statsMu.Unlock()
 		}
 	}
 }

@@ -43,7 +43,9 @@ func udpTestConfig(i int, listen ...string) NodeConfig {
 		Core: Config{
 			K:              8,
 			Replication:    5,
-			RequestTimeout: 250 * time.Millisecond,
+			// Generous for loopback: -race and a busy 2-core machine slow
+			// handshakes down by an order of magnitude.
+			RequestTimeout: time.Second,
 			SearchTimeout:  5 * time.Second,
 			TickInterval:   time.Second,
 			ValueGrace:     50 * time.Millisecond,
@@ -113,6 +115,21 @@ func nodeGoroutines() []string {
 	return out
 }
 
+// waitNoNodeGoroutines gives goroutines that already signalled their end
+// (a reader's deferred wg.Done runs just before it returns) a moment to
+// exit, and returns those still there after a second.
+func waitNoNodeGoroutines(t *testing.T) []string {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	for {
+		gs := nodeGoroutines()
+		if len(gs) == 0 || ctx.Err() != nil {
+			return gs
+		}
+		waitTick(ctx, time.Millisecond)
+	}
+}
+
 // TestNodeLifecycle is not parallel: it checks that no goroutine of any Node
 // survives Close.
 func TestNodeLifecycle(t *testing.T) {
@@ -154,7 +171,7 @@ func TestNodeLifecycle(t *testing.T) {
 			t.Fatalf("Close: %v", err)
 		}
 	}
-	if gs := nodeGoroutines(); len(gs) != 0 {
+	if gs := waitNoNodeGoroutines(t); len(gs) != 0 {
 		t.Fatalf("goroutines left after Close:\n%s", strings.Join(gs, "\n\n"))
 	}
 	if n.Ready() {
@@ -209,7 +226,7 @@ func TestNodeLifecycle(t *testing.T) {
 	if err := quit.Start(cancelled); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Start with a cancelled context: %v, want context.Canceled", err)
 	}
-	if gs := nodeGoroutines(); len(gs) != 0 {
+	if gs := waitNoNodeGoroutines(t); len(gs) != 0 {
 		t.Fatalf("goroutines left after failed starts:\n%s", strings.Join(gs, "\n\n"))
 	}
 }
@@ -418,6 +435,7 @@ func TestNodeCancelledCallCancelsTheCoreOperation(t *testing.T) {
 	cfg := udpTestConfig(51, "127.0.0.1:0")
 	cfg.Core.RequestTimeout = 5 * time.Second // the dead peer keeps the search waiting
 	cfg.Core.SkipJoinRefresh = true           // no background lookups: ActiveOps counts ours
+	cfg.Core.TickInterval = time.Hour         // no bucket refresh either
 	cfg.Bootstrap = []Bootstrapper{seedsOf(a)}
 	b := startNode(t, cfg)
 	a.kill()
