@@ -443,3 +443,35 @@ func BenchmarkVerifyBareEd25519(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkVerifyRatio alternates Verify and a bare ed25519.Verify of the
+// same signing input in one loop, so machine noise hits both alike, and
+// reports their time ratio (target: at most 1.2).
+func BenchmarkVerifyRatio(b *testing.B) {
+	for _, size := range []string{"sample", "maximal"} {
+		b.Run(size, func(b *testing.B) {
+			r := sample(b, seededID(1))
+			if size == "maximal" {
+				r = maximal(b, seededID(1))
+			}
+			in, err := SigningInput(r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var ours, bare time.Duration
+			for b.Loop() {
+				t := time.Now()
+				if err := Verify(r, t0); err != nil {
+					b.Fatal(err)
+				}
+				t2 := time.Now()
+				if !ed25519.Verify(r.PublicKey, in, r.Signature) {
+					b.Fatal("bad signature")
+				}
+				ours += t2.Sub(t)
+				bare += time.Since(t2)
+			}
+			b.ReportMetric(float64(ours)/float64(bare), "verify/bare")
+		})
+	}
+}
