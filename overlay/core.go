@@ -201,17 +201,7 @@ func (c *Core) sendRequest(now int64, to contact, hasID bool, m *msg, op *operat
 
 // transmit sends a plaintext to a peer over its session, starting a handshake if needed.
 func (c *Core) transmit(now int64, peer identity.Key, hasID bool, addr netip.AddrPort, body []byte) {
-	var s *session
-	if hasID {
-		s = c.sess.byPeer[peer]
-	} else {
-		for _, x := range c.sess.sorted() {
-			if x.addr == addr && x.state != sessHalfOpen {
-				s = x
-				break
-			}
-		}
-	}
+	s := c.sessionFor(peer, hasID, addr)
 	if s == nil {
 		if !addr.IsValid() {
 			return
@@ -226,6 +216,20 @@ func (c *Core) transmit(now int64, peer identity.Key, hasID bool, addr netip.Add
 		return
 	}
 	c.emit(s.addr, s.seal(c.hk.tag, body))
+}
+
+// sessionFor returns the session used to send to a peer (by ID, or by address
+// for a seed whose ID is not known yet), or nil.
+func (c *Core) sessionFor(peer identity.Key, hasID bool, addr netip.AddrPort) *session {
+	if hasID {
+		return c.sess.byPeer[peer]
+	}
+	for _, x := range c.sess.sorted() {
+		if x.addr == addr && x.state != sessHalfOpen {
+			return x
+		}
+	}
+	return nil
 }
 
 // reply answers a request on the session it arrived on.
@@ -554,11 +558,7 @@ func (c *Core) requestFailed(now int64, req *request, timedOut bool) {
 	if timedOut {
 		// A peer that sent nothing since the request may have lost our session
 		// (or died): the next request starts a fresh handshake.
-		var s *session
-		if req.hasID {
-			s = c.sess.byPeer[req.peer]
-		}
-		if s != nil && s.lastRecv < req.sentAt {
+		if s := c.sessionFor(req.peer, req.hasID, req.addr); s != nil && s.lastRecv < req.sentAt {
 			c.sess.remove(s)
 		}
 		if req.hasID {

@@ -255,3 +255,25 @@ func TestSilentFailureAndLeave(t *testing.T) {
 		}
 	}
 }
+
+func TestJoinRetriesDownSeed(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.build(3, nil)
+	seed := n.nodes[0]
+	seed.down = true
+	late := n.add(nil)
+	if c := n.wait(late, late.core.Join(n.now, []netip.AddrPort{seed.addr}), time.Minute); !errors.Is(c.Err, ErrAlone) {
+		t.Fatalf("join with the seed down: %v, want ErrAlone", c.Err)
+	}
+	if st := late.core.Stats(); !st.Alone || st.Joined {
+		t.Errorf("stats after failed join: %+v", st)
+	}
+	seed.down = false
+	if c := n.wait(late, late.core.Join(n.now, []netip.AddrPort{seed.addr}), time.Minute); c.Err != nil {
+		t.Fatalf("join once the seed is back: %v", c.Err)
+	}
+	if st := late.core.Stats(); st.Alone || !st.Joined || st.RoutingTableSize < 3 {
+		t.Errorf("stats after join: %+v", st)
+	}
+}

@@ -437,6 +437,7 @@ func (c *Core) complete(now int64, op *operation) {
 		default:
 			comp.Err = ErrNotStored
 		}
+		c.markPushed(op.target) // the replica set just received it
 		if op.kind == opStore && op.stored == 0 && !op.anyResponse {
 			c.store.putRecord(now, op.rec.Key(), op.rec, op.enc, netip.Addr{})
 		}
