@@ -53,7 +53,7 @@ func TestUsage(t *testing.T) {
 	}{
 		{"no command", nil, exitUsage, "", "Commands:"},
 		{"help", []string{"-h"}, exitOK, "keygen", ""},
-		{"help word", []string{"help"}, exitOK, "version", ""},
+		{"help word", []string{"help"}, exitOK, "resolve", ""},
 		{"unknown", []string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`},
 		{"subcommand help", []string{"name", "-h"}, exitOK, "", "Usage: peername name"},
 		{"bad flag", []string{"name", "-nope", "x"}, exitUsage, "", "flag provided but not defined: -nope"},
