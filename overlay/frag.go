@@ -234,8 +234,13 @@ type reassembler struct {
 	msgs     map[reasmKey]*partial
 	bySource map[netip.AddrPort]int
 	// recent remembers messages completed less than an expiry ago (bounded
-	// like msgs), so a late duplicate fragment does not start a new one.
-	recent   map[reasmKey]time.Time
+	// like msgs), so a late duplicate fragment does not start a new one;
+	// recentQ holds them in completion order, which is deadline order.
+	recent  map[reasmKey]struct{}
+	recentQ []recentEntry
+	// earliest is no later than the first deadline of a partial message,
+	// so expire has nothing to scan before it.
+	earliest time.Time
 	buffered int
 	seq      uint64
 	stats    reasmStats
@@ -246,7 +251,7 @@ func newReassembler(cfg reasmConfig) *reassembler {
 		cfg:      cfg.withDefaults(),
 		msgs:     make(map[reasmKey]*partial),
 		bySource: make(map[netip.AddrPort]int),
-		recent:   make(map[reasmKey]time.Time),
+		recent:   make(map[reasmKey]struct{}),
 	}
 }
 
@@ -286,6 +291,9 @@ func (r *reassembler) add(now time.Time, from netip.AddrPort, datagram []byte) (
 		}
 		r.msgs[k] = p
 		r.bySource[from]++
+		if r.earliest.IsZero() || p.deadline.Before(r.earliest) {
+			r.earliest = p.deadline
+		}
 	}
 	if p.count != f.count || p.total != f.total {
 		// Two messages under one ID, or a forged fragment: neither can be
@@ -368,47 +376,55 @@ func (r *reassembler) drop(p *partial) {
 	}
 }
 
-// remember records a completed message until an expiry from now, forgetting
-// the one closest to its deadline if the record is full.
-func (r *reassembler) remember(now time.Time, k reasmKey) {
-	if len(r.recent) >= r.cfg.maxInFlight {
-		var oldest reasmKey
-		var at time.Time
-		for rk, d := range r.recent {
-			if at.IsZero() || d.Before(at) {
-				oldest, at = rk, d
-			}
-		}
-		delete(r.recent, oldest)
-	}
-	r.recent[k] = now.Add(r.cfg.expiry)
+type recentEntry struct {
+	key      reasmKey
+	deadline time.Time
 }
 
-// expire drops partial messages whose deadline is not after now.
-func (r *reassembler) expire(now time.Time) {
-	for k, d := range r.recent {
-		if !now.Before(d) {
-			delete(r.recent, k)
-		}
+// remember records a completed message until an expiry from now, forgetting
+// the oldest one if the record is full.
+func (r *reassembler) remember(now time.Time, k reasmKey) {
+	if len(r.recentQ) >= r.cfg.maxInFlight {
+		r.forgetOldest()
 	}
+	r.recent[k] = struct{}{}
+	r.recentQ = append(r.recentQ, recentEntry{key: k, deadline: now.Add(r.cfg.expiry)})
+}
+
+func (r *reassembler) forgetOldest() {
+	delete(r.recent, r.recentQ[0].key)
+	r.recentQ[0] = recentEntry{}
+	r.recentQ = r.recentQ[1:]
+}
+
+// expire drops partial messages whose deadline is not after now. It costs
+// nothing until the earliest deadline passes.
+func (r *reassembler) expire(now time.Time) {
+	for len(r.recentQ) > 0 && !now.Before(r.recentQ[0].deadline) {
+		r.forgetOldest()
+	}
+	if r.earliest.IsZero() || now.Before(r.earliest) {
+		return
+	}
+	r.earliest = time.Time{}
 	for _, p := range r.msgs {
 		if !now.Before(p.deadline) {
 			r.drop(p)
 			r.stats.Expired++
+		} else if r.earliest.IsZero() || p.deadline.Before(r.earliest) {
+			r.earliest = p.deadline
 		}
 	}
 }
 
-// nextExpiry returns the earliest deadline of a partial message, or the zero
-// time when none is held.
+// nextExpiry returns when expire next has a partial message to drop (it may
+// be early if that message completed meanwhile), or the zero time when none
+// is held.
 func (r *reassembler) nextExpiry() time.Time {
-	var next time.Time
-	for _, p := range r.msgs {
-		if next.IsZero() || p.deadline.Before(next) {
-			next = p.deadline
-		}
+	if len(r.msgs) == 0 {
+		return time.Time{}
 	}
-	return next
+	return r.earliest
 }
 
 // inFlight returns the partial messages held, oldest first (for tests and
