@@ -503,3 +503,27 @@ func TestNodeCloseFailsWaitingCalls(t *testing.T) {
 		t.Fatal("a call waiting during Close never returned")
 	}
 }
+
+func TestNodeBootstrapsFromDNSSRV(t *testing.T) {
+	t.Parallel()
+	a := startNode(t, udpTestConfig(70, "127.0.0.1:0"))
+	td := newTestDNS(t,
+		fmt.Sprintf("_peername._udp.boot.test. 60 IN SRV 10 10 %d a.boot.test.", a.Addrs()[0].Port()),
+		"a.boot.test. 60 IN A 127.0.0.1",
+	)
+	cfg := udpTestConfig(71, "127.0.0.1:0")
+	cfg.Bootstrap = []Bootstrapper{DNSSRVBootstrap{Domain: "boot.test", Resolver: td.res}}
+	b := startNode(t, cfg)
+	if ns := b.NetStats(); ns.Seeds != 1 || ns.AloneReason != "" {
+		t.Fatalf("NetStats after an SRV bootstrap = %+v, want 1 seed and joined", ns)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	rec, err := a.Publish(ctx, testRecordTemplate(t, 70, "srv-seed", nil))
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if err := checkResolve(ctx, b, rec); err != nil {
+		t.Fatalf("b resolving a's name: %v", err)
+	}
+}
