@@ -1,0 +1,176 @@
+package integration
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// netnsSubnet is the address range used inside the namespaces this test
+// creates, and nowhere else: 198.18.0.0/15 is reserved for benchmarking
+// (RFC 2544), so it collides with no real network.
+const netnsSubnet = "198.18.77.%d"
+
+// TestUnmodifiedApplication runs three hosts, each a network namespace on a
+// bridge with its own CoreDNS on port 53 and /etc/netns/NAME/resolv.conf
+// pointing at it, and checks that glibc's resolver (getent hosts) returns
+// the addresses other hosts published.
+func TestUnmodifiedApplication(t *testing.T) {
+	t.Parallel()
+	requireNetNS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+
+	var sfx [3]byte
+	if _, err := rand.Read(sfx[:]); err != nil {
+		t.Fatal(err)
+	}
+	prefix := "pn" + hex.EncodeToString(sfx[:]) // 8 characters; interface names stay < 16
+	sw := prefix + "sw"
+	addNetNS(ctx, t, sw)
+	mustIP(ctx, t, "-n", sw, "link", "set", "lo", "up")
+	mustIP(ctx, t, "-n", sw, "link", "add", "br0", "type", "bridge")
+	mustIP(ctx, t, "-n", sw, "link", "set", "br0", "up")
+
+	if _, err := os.Stat("/etc/netns"); errors.Is(err, fs.ErrNotExist) {
+		// We create it: remove it again (os.Remove only removes it empty).
+		t.Cleanup(func() { os.Remove("/etc/netns") })
+	}
+	const hosts = 3
+	dir := t.TempDir()
+	type host struct {
+		ns    string
+		addr  netip.Addr
+		srv   *server
+		name  string
+		pubIP netip.Addr // the address its name must resolve to
+	}
+	hs := make([]*host, hosts)
+	for i := range hs {
+		h := &host{ns: fmt.Sprintf("%sh%d", prefix, i+1), addr: netip.MustParseAddr(fmt.Sprintf(netnsSubnet, i+1))}
+		hs[i] = h
+		addNetNS(ctx, t, h.ns)
+		port := fmt.Sprintf("p%d", i+1)
+		mustIP(ctx, t, "link", "add", "eth0", "netns", h.ns, "type", "veth", "peer", "name", port, "netns", sw)
+		mustIP(ctx, t, "-n", sw, "link", "set", port, "master", "br0", "up")
+		mustIP(ctx, t, "-n", h.ns, "link", "set", "lo", "up")
+		mustIP(ctx, t, "-n", h.ns, "addr", "add", h.addr.String()+"/24", "dev", "eth0")
+		mustIP(ctx, t, "-n", h.ns, "link", "set", "eth0", "up")
+		etc := filepath.Join("/etc/netns", h.ns)
+		if err := os.MkdirAll(etc, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(etc) })
+		resolv := fmt.Sprintf("nameserver %s\noptions timeout:2 attempts:2\n", h.addr)
+		if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte(resolv), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	overlayPort := uint16(3540)
+	for i, h := range hs {
+		label := fmt.Sprintf("host%d", i+1)
+		id, key := newKey(t, dir, label+".key")
+		h.name = securedName(t, id, label)
+		spec := nodeSpec{
+			Label: label, Host: h.addr.String(), DNSPort: 53, NetNS: h.ns, Cloud: "it-netns", KeyFile: key,
+			Overlay: netip.AddrPortFrom(h.addr, overlayPort), TTL: 2, Timeout: "2s",
+		}
+		if i == 1 {
+			// No address given: the node publishes its own.
+			spec.Publish = []string{label}
+			h.pubIP = h.addr
+		} else {
+			h.pubIP = netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", 100+i))
+			spec.Publish = []string{label + " " + h.pubIP.String()}
+		}
+		if i > 0 {
+			spec.Bootstrap = []netip.AddrPort{netip.AddrPortFrom(hs[0].addr, overlayPort)}
+		}
+		h.srv = startServer(t, spec)
+		if i == 0 {
+			if err := h.srv.waitReady(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, h := range hs[1:] {
+		if err := h.srv.waitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, at := range hs {
+		for _, h := range hs {
+			wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+			err := eventually(wctx, func(ctx context.Context) error {
+				out, err := exec.CommandContext(ctx, "ip", "netns", "exec", at.ns, "getent", "hosts", strings.TrimSuffix(h.name, ".")).CombinedOutput()
+				if err != nil {
+					// getent exits 2 when the name is not found (yet).
+					return fmt.Errorf("getent hosts %s in %s: %v %s: %w", h.name, at.ns, err, out, errNotYet)
+				}
+				fields := strings.Fields(string(out))
+				if len(fields) < 2 || fields[0] != h.pubIP.String() {
+					return fmt.Errorf("getent hosts %s in %s = %q, want %s", h.name, at.ns, out, h.pubIP)
+				}
+				return nil
+			})
+			wcancel()
+			if err != nil {
+				t.Error(err)
+			}
+		}
+	}
+}
+
+// requireNetNS skips the test unless it can create network namespaces.
+func requireNetNS(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: network namespaces need root (run the integration tests as root, as CI does)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("skipping: the ip command (iproute2) is not installed")
+	}
+	if _, err := exec.LookPath("getent"); err != nil {
+		t.Skip("skipping: getent is not installed")
+	}
+	probe := fmt.Sprintf("pnprobe%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
+		t.Skipf("skipping: cannot create a network namespace here: %v: %s", err, out)
+	}
+	if out, err := exec.Command("ip", "netns", "del", probe).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns del %s: %v: %s", probe, err, out)
+	}
+}
+
+// addNetNS creates a namespace and deletes it when the test ends (its veth
+// ends and bridge go with it).
+func addNetNS(ctx context.Context, t *testing.T, name string) {
+	t.Helper()
+	mustIP(ctx, t, "netns", "add", name)
+	t.Cleanup(func() {
+		// Cleanups run in reverse order: the servers in the namespace have
+		// been stopped already.
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, out)
+		}
+	})
+}
+
+func mustIP(ctx context.Context, t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
