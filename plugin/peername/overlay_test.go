@@ -1,0 +1,71 @@
+package peername
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// TestOverlayEndToEnd runs three plugin instances on real overlay nodes on
+// loopback: each publishes a name, every name resolves at every node
+// through ServeDNS, and a name is withdrawn when its node shuts down.
+func TestOverlayEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real UDP nodes")
+	}
+	t.Parallel()
+	reg := &nodeRegistry{newNode: newOverlayNode, nodes: map[string]*sharedNode{}}
+	var insts []*instance
+	seed := ""
+	for i, name := range []string{"alpha", "beta", "gamma"} {
+		corefile := fmt.Sprintf("peername {\nlisten 127.0.0.1:0\npublish %s 192.0.2.%d\ncloud e2e-test\ntimeout 3s\n%s}", name, i+1, seed)
+		inst := newTestInstance(t, reg, testIdentity(byte(40+i)), corefile)
+		if err := inst.startup(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = inst.shutdown() })
+		eventually(t, name+" ready", inst.handler.Ready)
+		if i == 0 {
+			seed = fmt.Sprintf("bootstrap %s\n", inst.node.Load().node.Addrs()[0])
+		}
+		insts = append(insts, inst)
+	}
+	qname := func(i int) string { return insts[i].names[0].DNS("peer.alt.") }
+
+	for from := range insts {
+		for i := range insts[:2] {
+			msg := query(t, insts[from].handler, qname(i), dns.TypeA)
+			want := fmt.Sprintf("192.0.2.%d", i+1)
+			if msg.Rcode != dns.RcodeSuccess || len(msg.Answer) != 1 || msg.Answer[0].(*dns.A).A.String() != want {
+				t.Fatalf("node %d resolving %s: %v", from, qname(i), msg)
+			}
+		}
+	}
+	// gamma leaves: its withdrawal reaches the overlay before it closes.
+	gamma := qname(2)
+	if msg := query(t, insts[0].handler, gamma, dns.TypeA); len(msg.Answer) != 1 {
+		t.Fatalf("gamma before shutdown: %v", msg)
+	}
+	if err := insts[2].shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if msg := query(t, insts[1].handler, gamma, dns.TypeA); msg.Rcode != dns.RcodeNameError {
+		t.Fatalf("gamma after shutdown: %v", msg)
+	}
+}
