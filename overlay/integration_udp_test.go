@@ -284,3 +284,54 @@ func BenchmarkNodeResolve(b *testing.B) {
 	}
 	b.ReportMetric(float64(hops)/float64(b.N), "hops/op")
 }
+
+func TestUDPOverlayDualStack(t *testing.T) {
+	t.Parallel()
+	c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	c.Close()
+	// hub listens on both families; v4 and v6 nodes reach each other only
+	// through it.
+	// The single-family nodes learn contacts they have no socket for; the
+	// core only finds out by a request timeout, so keep it short here.
+	conf := func(i int, listen ...string) NodeConfig {
+		cfg := udpTestConfig(i, listen...)
+		cfg.Core.RequestTimeout = 300 * time.Millisecond
+		return cfg
+	}
+	hub := startNode(t, conf(500, "127.0.0.1:0", "[::1]:0"))
+	var v4s, v6s []*Node
+	for i := range 3 {
+		cfg := conf(510+i, "127.0.0.1:0")
+		cfg.Bootstrap = []Bootstrapper{seedsOf(hub)}
+		v4s = append(v4s, startNode(t, cfg))
+		cfg = conf(520+i, "[::1]:0")
+		cfg.Bootstrap = []Bootstrapper{seedsOf(hub)}
+		v6s = append(v6s, startNode(t, cfg))
+	}
+	for _, n := range append(append([]*Node{}, v4s...), v6s...) {
+		if ns := n.NetStats(); ns.Seeds != 1 || ns.AloneReason != "" {
+			t.Fatalf("node did not join through the seed of its own family: %+v", ns)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	r4, err := v4s[0].Publish(ctx, testRecordTemplate(t, 510, "four", nil))
+	if err != nil {
+		t.Fatalf("Publish on an IPv4 node: %v", err)
+	}
+	r6, err := v6s[0].Publish(ctx, testRecordTemplate(t, 520, "six", nil))
+	if err != nil {
+		t.Fatalf("Publish on an IPv6 node: %v", err)
+	}
+	all := append(append([]*Node{hub}, v4s...), v6s...)
+	resolveAll(t, ctx, all, []int{0, 1, 2, 3, 4, 5, 6}, []published{{owner: 1, rec: r4}, {owner: 2, rec: r6}})
+	if hs := hub.NetStats(); hs.SendErrors != 0 {
+		t.Errorf("the dual-stack hub had %d send errors", hs.SendErrors)
+	}
+	if t.Failed() {
+		logNodeStats(t, all)
+	}
+}
