@@ -98,7 +98,7 @@ func benchHandshake(b *testing.B, cold bool) {
 		clear(x.core.sess.byPeer)
 		clear(y.core.sess.byIdx)
 		clear(y.core.sess.byPeer)
-		y.core.sess.halfOpen = 0
+		clear(y.core.sess.halfOpen)
 		x.core.transmit(now, y.core.ID(), true, y.addr, body)
 		hello, _ := x.core.Outbox()
 		y.core.HandleDatagram(n.now, x.addr, hello[0].Data)

@@ -82,12 +82,13 @@ func NewCore(cfg Config) (*Core, error) {
 	}
 	id := cfg.Identity.NodeID()
 	c := &Core{
-		cfg:     cfg,
-		ident:   cfg.Identity,
-		id:      id,
-		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		hk:      hk,
-		sess:    sessionTable{byIdx: make(map[uint32]*session), byPeer: make(map[identity.Key]*session), max: cfg.MaxSessions},
+		cfg:   cfg,
+		ident: cfg.Identity,
+		id:    id,
+		rng:   rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		hk:    hk,
+		sess: sessionTable{byIdx: make(map[uint32]*session), byPeer: make(map[identity.Key]*session),
+			halfOpen: make(map[helloKey]*session), max: cfg.MaxSessions},
 		rt:      routingTable{self: id, k: cfg.K},
 		store:   newRecordStore(&cfg),
 		owned:   make(map[identity.Key]*ownedRecord),
@@ -125,7 +126,7 @@ func (c *Core) Stats() Stats {
 	s.RoutingTableMax = len(c.rt.buckets) * c.cfg.K
 	s.ReplacementCacheSize = c.rt.repl
 	s.Sessions = len(c.sess.byIdx)
-	s.HalfOpenSessions = c.sess.halfOpen
+	s.HalfOpenSessions = len(c.sess.halfOpen)
 	s.MaxSessions = c.cfg.MaxSessions
 	s.RecordsStored = c.store.count
 	s.RecordBytes = c.store.bytes
@@ -239,7 +240,7 @@ func (c *Core) reply(now int64, s *session, m *msg) {
 }
 
 func (c *Core) makeRoom(now int64, halfOpen bool) {
-	if halfOpen && c.sess.halfOpen >= max(1, c.cfg.MaxSessions/defaultMaxHalfOpenShare) {
+	if halfOpen && len(c.sess.halfOpen) >= max(1, c.cfg.MaxSessions/defaultMaxHalfOpenShare) {
 		if v := c.sess.victim(true); v != nil {
 			c.sess.remove(v)
 		}
@@ -313,12 +314,13 @@ func (c *Core) HandleDatagram(now time.Time, from netip.AddrPort, data []byte) {
 
 func (c *Core) onHello(now int64, from netip.AddrPort, data []byte) {
 	hl := parseHello(data, ptHello)
-	for _, s := range c.sess.byIdx {
-		if sameHello(s, from, data) {
+	if s := c.sess.halfOpen[helloKey{from, hl.senderIdx}]; s != nil {
+		if bytes.Equal(s.hello, data) {
 			// A duplicated or retransmitted HELLO: resend the same answer.
 			c.emit(from, s.ack)
 			return
 		}
+		c.sess.remove(s) // the peer restarted and reused its index
 	}
 	peer, err := c.hk.verifyCert(&hl)
 	if err != nil || peer == c.id {
@@ -349,7 +351,7 @@ func (c *Core) onHello(now int64, from netip.AddrPort, data []byte) {
 	s.ack = ack
 	s.hello = bytes.Clone(data)
 	c.sess.byIdx[s.localIdx] = s
-	c.sess.halfOpen++
+	c.sess.halfOpen[helloKey{from, hl.senderIdx}] = s
 	c.emit(from, ack)
 }
 
@@ -428,8 +430,8 @@ func (c *Core) onData(now int64, from netip.AddrPort, data []byte) {
 	s.lastUsed, s.lastRecv = now, now
 	if s.state == sessHalfOpen {
 		s.state = sessEstablished
+		c.sess.confirm(s)
 		s.ack, s.hello = nil, nil
-		c.sess.halfOpen--
 		c.st.HandshakesCompleted++
 		c.adoptSession(s)
 	}

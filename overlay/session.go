@@ -1,7 +1,6 @@
 package overlay
 
 import (
-	"bytes"
 	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ed25519"
@@ -252,8 +251,14 @@ func (s *session) open(pkt []byte, buf []byte) ([]byte, error) {
 type sessionTable struct {
 	byIdx    map[uint32]*session
 	byPeer   map[identity.Key]*session // the session used to send to a peer
-	halfOpen int
+	halfOpen map[helloKey]*session     // responder sessions awaiting their first DATA
 	max      int
+}
+
+// helloKey identifies the HELLO a half-open session answered.
+type helloKey struct {
+	addr netip.AddrPort
+	idx  uint32
 }
 
 func (t *sessionTable) remove(s *session) {
@@ -265,7 +270,14 @@ func (t *sessionTable) remove(s *session) {
 		delete(t.byPeer, s.peer)
 	}
 	if s.state == sessHalfOpen {
-		t.halfOpen--
+		t.confirm(s)
+	}
+}
+
+// confirm takes s out of the half-open index.
+func (t *sessionTable) confirm(s *session) {
+	if k := (helloKey{s.addr, s.remoteIdx}); t.halfOpen[k] == s {
+		delete(t.halfOpen, k)
 	}
 }
 
@@ -291,18 +303,19 @@ func (t *sessionTable) sorted() []*session {
 // half-open sessions exceed their share, else the least recently used overall.
 func (t *sessionTable) victim(preferHalfOpen bool) *session {
 	var v *session
-	for _, s := range t.byIdx {
-		if preferHalfOpen && s.state != sessHalfOpen {
-			continue
+	from := t.byIdx
+	if preferHalfOpen {
+		for _, s := range t.halfOpen {
+			if v == nil || s.lastUsed < v.lastUsed || (s.lastUsed == v.lastUsed && s.localIdx < v.localIdx) {
+				v = s
+			}
 		}
+		return v
+	}
+	for _, s := range from {
 		if v == nil || s.lastUsed < v.lastUsed || (s.lastUsed == v.lastUsed && s.localIdx < v.localIdx) {
 			v = s
 		}
 	}
 	return v
-}
-
-// sameHello reports whether s answered exactly this HELLO from this address.
-func sameHello(s *session, from netip.AddrPort, pkt []byte) bool {
-	return s.state == sessHalfOpen && s.addr == from && bytes.Equal(s.hello, pkt)
 }
