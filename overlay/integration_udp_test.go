@@ -193,30 +193,47 @@ func logNodeStats(t *testing.T, nodes []*Node) {
 
 func TestUDPOverlayLargePayload(t *testing.T) {
 	t.Parallel()
-	nodes := startCluster(t, 200, 6, "127.0.0.1:0", nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	payload := make([]byte, records.MaxPayload)
-	r := rand.New(rand.NewPCG(4, 4))
-	for i := range payload {
-		payload[i] = byte(r.Uint32())
+	tests := []struct {
+		name        string
+		first       int
+		maxDatagram int
+	}{
+		{"default datagrams", 200, 0},
+		// Small datagrams fragment handshakes and requests too.
+		{"300-byte datagrams", 210, 300},
 	}
-	rec, err := nodes[1].Publish(ctx, testRecordTemplate(t, 201, "big", payload))
-	if err != nil {
-		t.Fatalf("Publish of a 4 KiB payload: %v", err)
-	}
-	resolveAll(t, ctx, nodes, []int{0, 2, 3, 4, 5}, []published{{owner: 1, rec: rec}})
-	var fragmented, reassembled uint64
-	for _, n := range nodes {
-		ns := n.NetStats()
-		fragmented += ns.MessagesFragmented
-		reassembled += ns.Reassembly.Completed
-		if ns.MessagesTooLarge != 0 {
-			t.Errorf("a node dropped %d messages as too large", ns.MessagesTooLarge)
-		}
-	}
-	if fragmented == 0 || reassembled == 0 {
-		t.Fatalf("fragmented %d messages, reassembled %d: the 4 KiB record did not cross the network in fragments", fragmented, reassembled)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			nodes := startCluster(t, tt.first, 6, "127.0.0.1:0", func(c *NodeConfig) { c.MaxDatagram = tt.maxDatagram })
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			payload := make([]byte, records.MaxPayload)
+			r := rand.New(rand.NewPCG(4, uint64(tt.first)))
+			for i := range payload {
+				payload[i] = byte(r.Uint32())
+			}
+			rec, err := nodes[1].Publish(ctx, testRecordTemplate(t, tt.first+1, "big", payload))
+			if err != nil {
+				t.Fatalf("Publish of a 4 KiB payload: %v", err)
+			}
+			resolveAll(t, ctx, nodes, []int{0, 2, 3, 4, 5}, []published{{owner: 1, rec: rec}})
+			var fragmented, reassembled uint64
+			for _, n := range nodes {
+				ns := n.NetStats()
+				fragmented += ns.MessagesFragmented
+				reassembled += ns.Reassembly.Completed
+				if ns.MessagesTooLarge != 0 {
+					t.Errorf("a node dropped %d messages as too large", ns.MessagesTooLarge)
+				}
+			}
+			if fragmented == 0 || reassembled == 0 {
+				t.Fatalf("fragmented %d messages, reassembled %d: the 4 KiB record did not cross the network in fragments", fragmented, reassembled)
+			}
+			if t.Failed() {
+				logNodeStats(t, nodes)
+			}
+		})
 	}
 }
 

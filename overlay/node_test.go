@@ -527,3 +527,41 @@ func TestNodeBootstrapsFromDNSSRV(t *testing.T) {
 		t.Fatalf("b resolving a's name: %v", err)
 	}
 }
+
+func TestNodeCloseTellsPeers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		graceful bool
+	}{
+		{"Close leaves gracefully", true},
+		{"kill says nothing", false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			a := startNode(t, udpTestConfig(80+2*i, "127.0.0.1:0"))
+			cfg := udpTestConfig(81+2*i, "127.0.0.1:0")
+			cfg.Bootstrap = []Bootstrapper{seedsOf(a)}
+			b := startNode(t, cfg)
+			if a.Stats().RoutingTableSize != 1 {
+				t.Fatalf("a's table holds %d contacts after b joined, want 1", a.Stats().RoutingTableSize)
+			}
+			if tt.graceful {
+				b.Close()
+			} else {
+				b.kill()
+			}
+			// a hears b's LEAVE within milliseconds; a silent failure is only
+			// noticed by a later timeout.
+			ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+			defer cancel()
+			for a.Stats().RoutingTableSize != 0 && ctx.Err() == nil {
+				waitTick(ctx, 5*time.Millisecond)
+			}
+			if left := a.Stats().RoutingTableSize == 0; left != tt.graceful {
+				t.Fatalf("a dropped b from its table: %v, want %v", left, tt.graceful)
+			}
+		})
+	}
+}
