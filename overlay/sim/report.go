@@ -1,0 +1,114 @@
+package sim
+
+import (
+	"fmt"
+	"io"
+)
+
+// Report is the outcome of a run. Every lookup the workload scheduled is in
+// exactly one of Succeeded, Stale, WrongRecord, Timeouts, NotFound, HopLimit,
+// OtherErrors, Unfinished and NotIssued; Failures is their sum minus
+// Succeeded.
+type Report struct {
+	Nodes   int    `json:"nodes"`
+	Seed    uint64 `json:"seed"`
+	Lookups int    `json:"lookups"`
+
+	Succeeded   int     `json:"succeeded"`
+	SuccessRate float64 `json:"success_rate"`
+	Failures    int     `json:"failures"`
+	Timeouts    int     `json:"timeouts"`
+	NotFound    int     `json:"not_found"`
+	Stale       int     `json:"stale"`        // an older record of the name
+	WrongRecord int     `json:"wrong_record"` // no error, but no record of the name's owner
+	HopLimit    int     `json:"hop_limit"`
+	OtherErrors int     `json:"other_errors"`
+	Unfinished  int     `json:"unfinished"` // no completion by the end of the run
+	NotIssued   int     `json:"not_issued"` // no live name or source to use
+
+	HopsMean     float64 `json:"hops_mean"` // over successful lookups
+	HopsP99      float64 `json:"hops_p99"`
+	HopsMax      int     `json:"hops_max"`
+	LatencyP50ms float64 `json:"latency_p50_ms"` // virtual time, successful lookups
+	LatencyP99ms float64 `json:"latency_p99_ms"`
+
+	// Traffic per live node per virtual second, over the whole run and over
+	// the lookup phase alone.
+	MsgsPerNodePerS        float64 `json:"msgs_per_node_per_s"`
+	BytesPerNodePerS       float64 `json:"bytes_per_node_per_s"`
+	LookupMsgsPerNodePerS  float64 `json:"lookup_phase_msgs_per_node_per_s"`
+	LookupBytesPerNodePerS float64 `json:"lookup_phase_bytes_per_node_per_s"`
+
+	// HeapBytesPerNode is the Go heap in use (after a GC) when the lookup
+	// phase starts, less the heap before the run, divided by the live nodes:
+	// cores, engine and workload state together.
+	HeapBytesPerNode float64 `json:"heap_bytes_per_node"`
+	WallS            float64 `json:"wall_s"`
+	VirtualS         float64 `json:"virtual_s"`
+
+	Joined          int `json:"joined"` // nodes whose join completed by the lookup phase
+	JoinRetries     int `json:"join_retries"`
+	JoinFailures    int `json:"join_failures"`
+	Names           int `json:"names"`
+	Published       int `json:"published"`
+	PublishRetries  int `json:"publish_retries"`
+	PublishFailures int `json:"publish_failures"`
+	FailedNodes     int `json:"failed_nodes"`
+	LateJoins       int `json:"late_joins"`
+
+	Probes           int `json:"probes"`
+	ProbeRetries     int `json:"probe_retries"`
+	Sweeps           int `json:"sweeps"`
+	RecordsChecked   int `json:"records_checked"`
+	MaxRoutingTable  int `json:"max_routing_table"`
+	MaxRecordsStored int `json:"max_records_stored"`
+	MaxPending       int `json:"max_pending"`
+
+	Events      uint64 `json:"events"`
+	MaxQueue    int    `json:"max_queue"`
+	Sent        uint64 `json:"datagrams"`
+	Lost        uint64 `json:"lost"`
+	Duplicated  uint64 `json:"duplicated"`
+	Partitioned uint64 `json:"partitioned"`
+	ToDead      uint64 `json:"to_failed_nodes"`
+	Trace       string `json:"trace"`
+
+	Violations    int      `json:"violations"`
+	ViolationList []string `json:"violation_list,omitempty"`
+}
+
+// WriteText prints the report for a person.
+func (r *Report) WriteText(out io.Writer) error {
+	_, err := fmt.Fprintf(out, `peername overlay simulation (seed %d, trace %s)
+nodes            %d (joined %d, failed %d, late joins %d; join retries %d, failures %d)
+names            %d published of %d (publish retries %d, failures %d)
+lookups          %d: %d ok = %.4f%%  failures %d (timeout %d, not found %d, stale %d, wrong %d, hop limit %d, other %d, unfinished %d, not issued %d)
+hops             mean %.2f  p99 %.0f  max %d
+latency          p50 %.1f ms  p99 %.1f ms (virtual)
+traffic          %.2f msgs/node/s  %.0f bytes/node/s (run); %.2f msgs/node/s  %.0f bytes/node/s (lookup phase)
+memory           %.0f heap bytes/node
+checks           %d probes (%d retried), %d node sweeps, %d held records verified, %d violations
+network          %d datagrams, %d lost, %d duplicated, %d partitioned, %d to failed nodes; %d events, max queue %d
+time             %.0f s virtual, %.1f s wall
+`,
+		r.Seed, r.Trace,
+		r.Nodes, r.Joined, r.FailedNodes, r.LateJoins, r.JoinRetries, r.JoinFailures,
+		r.Published, r.Names, r.PublishRetries, r.PublishFailures,
+		r.Lookups, r.Succeeded, 100*r.SuccessRate, r.Failures, r.Timeouts, r.NotFound, r.Stale, r.WrongRecord, r.HopLimit, r.OtherErrors, r.Unfinished, r.NotIssued,
+		r.HopsMean, r.HopsP99, r.HopsMax,
+		r.LatencyP50ms, r.LatencyP99ms,
+		r.MsgsPerNodePerS, r.BytesPerNodePerS, r.LookupMsgsPerNodePerS, r.LookupBytesPerNodePerS,
+		r.HeapBytesPerNode,
+		r.Probes, r.ProbeRetries, r.Sweeps, r.RecordsChecked, r.Violations,
+		r.Sent, r.Lost, r.Duplicated, r.Partitioned, r.ToDead, r.Events, r.MaxQueue,
+		r.VirtualS, r.WallS)
+	if err != nil {
+		return fmt.Errorf("sim: write report: %w", err)
+	}
+	for _, v := range r.ViolationList {
+		if _, err := fmt.Fprintf(out, "VIOLATION %s\n", v); err != nil {
+			return fmt.Errorf("sim: write report: %w", err)
+		}
+	}
+	return nil
+}
