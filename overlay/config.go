@@ -96,6 +96,9 @@ type Config struct {
 	MaxRangeKeys int
 	// MaxFails is the number of consecutive timeouts after which a contact is evicted.
 	MaxFails int
+	// CanReach, when set, tells which addresses the driver can send to (e.g.
+	// an IPv4-only node cannot reach IPv6 contacts); lookups skip the others.
+	CanReach func(netip.AddrPort) bool
 	// SkipJoinRefresh disables the bucket refresh lookups that follow a join's
 	// self-lookup (the periodic refresh still runs).
 	SkipJoinRefresh bool

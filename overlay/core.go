@@ -691,7 +691,7 @@ func (c *Core) Join(now time.Time, seeds []netip.AddrPort) OpID {
 		return c.fail(op, err)
 	}
 	for _, a := range seeds {
-		if !a.IsValid() || a.Port() == 0 {
+		if !a.IsValid() || a.Port() == 0 || c.cfg.CanReach != nil && !c.cfg.CanReach(a) {
 			continue
 		}
 		op.addSeed(a)

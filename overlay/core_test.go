@@ -277,3 +277,30 @@ func TestJoinRetriesDownSeed(t *testing.T) {
 		t.Errorf("stats after join: %+v", st)
 	}
 }
+
+func TestCanReachSkipsUnreachable(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.build(6, nil)
+	// A node that "cannot reach" odd last octets never sends to them.
+	v := n.add(func(c *Config) {
+		c.CanReach = func(a netip.AddrPort) bool { return a.Addr().As4()[3]%2 == 0 }
+	})
+	odd := func(a netip.AddrPort) bool { return a.Addr().As4()[3]%2 == 1 }
+	// The odd nodes and v really cannot talk, in either direction.
+	n.drop = func(from, to netip.AddrPort, _ []byte) bool {
+		return from == v.addr && odd(to) || to == v.addr && odd(from)
+	}
+	n.tap = func(from, to netip.AddrPort, _ []byte) {
+		if from == v.addr && odd(to) {
+			t.Errorf("sent to unreachable %s", to)
+		}
+	}
+	if c := n.wait(v, v.core.Join(n.now, []netip.AddrPort{n.nodes[1].addr, n.nodes[0].addr}), time.Minute); c.Err != nil {
+		t.Fatalf("join: %v", c.Err)
+	}
+	n.runFor(time.Minute)
+	if st := v.core.Stats(); st.RoutingTableSize != 3 {
+		t.Errorf("routing table of %d, want the 3 reachable nodes", st.RoutingTableSize)
+	}
+}

@@ -97,8 +97,8 @@ func (op *operation) addSeed(a netip.AddrPort) {
 }
 
 // addCandidate inserts a contact in distance order unless already known.
-func (op *operation) addCandidate(c contact, hop int, ref int32, self identity.Key) {
-	if c.ID == self || len(op.all) >= maxCandidates {
+func (op *operation) addCandidate(c contact, hop int, ref int32, self identity.Key, canReach func(netip.AddrPort) bool) {
+	if c.ID == self || len(op.all) >= maxCandidates || canReach != nil && !canReach(c.Addr) {
 		return
 	}
 	for i := range op.all {
@@ -185,7 +185,7 @@ func (c *Core) startLookup(now int64, op *operation) {
 		c.rt.buckets[i].lastLookup = now
 	}
 	for _, ct := range c.rt.closest(nil, op.target, c.cfg.K, c.id) {
-		op.addCandidate(ct, 1, -1, c.id)
+		op.addCandidate(ct, 1, -1, c.id, c.cfg.CanReach)
 	}
 	c.step(now, op)
 }
@@ -288,7 +288,7 @@ func (c *Core) opResponse(now int64, req *request, peer identity.Key, m *msg) {
 	op.inflight--
 	op.anyResponse = true
 	for _, ct := range m.contacts {
-		op.addCandidate(ct, int(cd.hop)+1, req.cand, c.id)
+		op.addCandidate(ct, int(cd.hop)+1, req.cand, c.id, c.cfg.CanReach)
 	}
 	switch op.kind {
 	case opResolve:
