@@ -20,11 +20,13 @@ type fakeNet struct {
 	bound   map[netip.AddrPort]bool
 	started int
 	closed  int
+	peers   int         // routing table size every node reports; 0 = alone
 	events  chan string // "publish NAME", "unpublish NAME", "start", "close"
 }
 
 func newFakeNet() *fakeNet {
 	return &fakeNet{
+		peers:  1,
 		store:  map[identity.Key][]*records.Record{},
 		bound:  map[netip.AddrPort]bool{},
 		events: make(chan string, 100),
@@ -119,10 +121,18 @@ func (n *fakeNode) sign(tmpl *records.Record, withdrawn bool) (*records.Record, 
 
 func (n *fakeNode) Publish(ctx context.Context, tmpl *records.Record) (*records.Record, error) {
 	r, err := n.sign(tmpl, false)
-	if err == nil {
-		n.net.events <- "publish " + tmpl.Name.String()
+	if err != nil {
+		return nil, err
 	}
-	return r, err
+	n.net.mu.Lock()
+	alone := n.net.peers == 0
+	n.net.mu.Unlock()
+	if alone {
+		n.net.events <- "publish-local " + tmpl.Name.String()
+		return nil, fmt.Errorf("fake publish: %w", errOnlyLocal)
+	}
+	n.net.events <- "publish " + tmpl.Name.String()
+	return r, nil
 }
 
 func (n *fakeNode) Unpublish(ctx context.Context, name identity.Name) error {
@@ -150,5 +160,5 @@ func (n *fakeNode) Addrs() []netip.AddrPort { return n.cfg.Listen }
 func (n *fakeNode) Stats() nodeStats {
 	n.net.mu.Lock()
 	defer n.net.mu.Unlock()
-	return nodeStats{RoutingTableSize: 0, RecordsStored: len(n.net.store)}
+	return nodeStats{RoutingTableSize: n.net.peers, RecordsStored: len(n.net.store)}
 }

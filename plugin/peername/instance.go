@@ -143,35 +143,78 @@ const publishTimeout = 10 * time.Second
 func (inst *instance) publish(ctx context.Context, s *sharedNode, tmpl *records.Record) {
 	defer inst.wg.Done()
 	backoff := time.Second
+	counted := false
 	for {
 		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 		rec, err := s.node.Publish(pctx, tmpl)
 		cancel()
+		local := errors.Is(err, errOnlyLocal)
 		switch {
 		case err == nil:
 			log.Infof("published %s seq %d, expires %s", rec.Name.DNS(inst.zone()), rec.Seq, rec.Expires.Format(time.RFC3339))
-		case errors.Is(err, errOnlyLocal):
-			log.Infof("published %s on this node only (no peer reachable yet); it is republished as peers join", tmpl.Name.DNS(inst.zone()))
+		case local:
+			log.Infof("published %s on this node only (no peer reachable yet); it is pushed to peers once they join", tmpl.Name.DNS(inst.zone()))
+		default:
+			publishCount.WithLabelValues("publish", "error").Inc()
 		}
-		if err == nil || errors.Is(err, errOnlyLocal) {
+		if err == nil || local {
 			publishCount.WithLabelValues("publish", "ok").Inc()
 			inst.res.Forget(tmpl.Name)
-			inst.published.Add(1)
+			if !counted {
+				inst.published.Add(1)
+				counted = true
+			}
+		}
+		if err == nil {
 			return
 		}
-		publishCount.WithLabelValues("publish", "error").Inc()
+		if local {
+			// Store it on the peers as soon as there are some, rather
+			// than at the next maintenance round.
+			if !waitForPeers(ctx, s.node) {
+				return
+			}
+			backoff = time.Second
+			continue
+		}
 		if ctx.Err() != nil {
 			return
 		}
 		log.Warningf("publishing %s: %v (retrying in %s)", tmpl.Name.DNS(inst.zone()), err, backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, backoff) {
 			return
-		case <-t.C:
 		}
 		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// peerPoll is how often a lone node checks whether peers have joined.
+const peerPoll = 500 * time.Millisecond
+
+// waitForPeers waits until n has a peer in its routing table. It reports
+// false if ctx ended first.
+func waitForPeers(ctx context.Context, n overlayNode) bool {
+	t := time.NewTicker(peerPoll)
+	defer t.Stop()
+	for n.Stats().RoutingTableSize == 0 {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
+
+// sleepCtx waits for d or until ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -67,7 +67,6 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.Authoritative = true
-	now := p.now()
 	qtype := state.QType()
 
 	if qname == zone {
@@ -106,7 +105,7 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		return dns.RcodeServerFailure, plugin.Error(pluginName, err)
 	}
 
-	m.Answer, m.Extra = answerRRs(ans, qname, zone, qtype, ans.TTL(now))
+	m.Answer, m.Extra = answerRRs(ans, qname, zone, qtype, ans.TTL(p.now()))
 	if len(m.Answer) == 0 {
 		m.Ns = []dns.RR{p.soa(zone)}
 	}

@@ -349,6 +349,36 @@ func TestDistinctNodesConflict(t *testing.T) {
 	}
 }
 
+// TestLonePublishPushedWhenPeersJoin: a name published while the node is
+// alone counts as published (the node can answer for it) and is published
+// again as soon as the node has peers.
+func TestLonePublishPushedWhenPeersJoin(t *testing.T) {
+	t.Parallel()
+	f := newFakeNet()
+	f.peers = 0
+	reg := f.registry()
+	id := testIdentity(9)
+	inst := newTestInstance(t, reg, id, "peername {\nlisten 127.0.0.1:3540\npublish solo\n}")
+	if err := inst.startup(); err != nil {
+		t.Fatal(err)
+	}
+	name := "solo." + id.Authority().String()
+	expectEvents(t, f, "start", "publish-local "+name)
+	eventually(t, "ready while alone", inst.handler.Ready)
+	if msg := query(t, inst.handler, name+".peer.alt.", dns.TypeA); len(msg.Answer) != 1 {
+		t.Fatalf("own name while alone: %v", msg)
+	}
+	f.mu.Lock()
+	f.peers = 1
+	f.mu.Unlock()
+	expectEvents(t, f, "publish "+name)
+	inst.wg.Wait() // the publisher is done once the name reached peers
+	if err := inst.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	expectEvents(t, f, "unpublish "+name, "close")
+}
+
 func TestNotStarted(t *testing.T) {
 	t.Parallel()
 	inst := newTestInstance(t, newFakeNet().registry(), testIdentity(1), "peername")
