@@ -41,8 +41,8 @@ func udpTestConfig(i int, listen ...string) NodeConfig {
 		Cloud:    "udp-test",
 		Logger:   testLogger(),
 		Core: Config{
-			K:              8,
-			Replication:    5,
+			K:           8,
+			Replication: 5,
 			// Generous for loopback: -race and a busy 2-core machine slow
 			// handshakes down by an order of magnitude.
 			RequestTimeout: time.Second,
