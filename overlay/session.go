@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"bytes"
 	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ed25519"
@@ -156,13 +157,9 @@ var errAuth = fmt.Errorf("authentication failed: %w", ErrMalformed)
 // deriveKeys computes the two direction keys of a session and returns
 // (initiator->responder, responder->initiator) AEADs.
 func (hk *handshakeKeys) deriveKeys(peerX []byte, initID, respID identity.Key, nonceI, nonceR []byte, idxI, idxR uint32) (cipher.AEAD, cipher.AEAD, error) {
-	pub, err := ecdh.X25519().NewPublicKey(peerX)
+	shared, err := hk.staticShared(peerX)
 	if err != nil {
-		return nil, nil, fmt.Errorf("peer x25519 key: %w", errAuth)
-	}
-	shared, err := hk.xPriv.ECDH(pub)
-	if err != nil {
-		return nil, nil, fmt.Errorf("x25519: %w", errAuth)
+		return nil, nil, err
 	}
 	info := make([]byte, 0, 28+32+32+2*nonceLen+8)
 	info = append(info, "peername-overlay-session-v1\x00"...)
@@ -185,6 +182,63 @@ func (hk *handshakeKeys) deriveKeys(peerX []byte, initID, respID identity.Key, n
 		return nil, nil, fmt.Errorf("aead: %w", err)
 	}
 	return i2r, r2i, nil
+}
+
+// staticShared returns X25519(own static key, peer static key). The value is
+// a constant of the pair and both ends compute the same one, so it is
+// memoized process-wide under the (unordered) pair of public keys: a node
+// re-handshaking with a peer after an idle timeout, or a simulator hosting
+// both ends, computes it once. The memo is keyed by our own public key, which
+// only this core's private key produces, so a core only ever gets back a value
+// it would have computed itself. Bounded: cleared when full.
+func (hk *handshakeKeys) staticShared(peerX []byte) ([]byte, error) {
+	var k [64]byte
+	own := hk.cert[32:64]
+	if bytes.Compare(own, peerX) <= 0 {
+		copy(k[:32], own)
+		copy(k[32:], peerX)
+	} else {
+		copy(k[:32], peerX)
+		copy(k[32:], own)
+	}
+	if v, ok := sharedSecrets.get(k); ok {
+		return v[:], nil
+	}
+	pub, err := ecdh.X25519().NewPublicKey(peerX)
+	if err != nil {
+		return nil, fmt.Errorf("peer x25519 key: %w", errAuth)
+	}
+	shared, err := hk.xPriv.ECDH(pub)
+	if err != nil {
+		return nil, fmt.Errorf("x25519: %w", errAuth)
+	}
+	sharedSecrets.put(k, [32]byte(shared))
+	return shared, nil
+}
+
+type secretMemo struct {
+	mu sync.Mutex
+	m  map[[64]byte][32]byte
+}
+
+const maxSecretMemo = 1 << 20
+
+var sharedSecrets secretMemo
+
+func (c *secretMemo) get(k [64]byte) ([32]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[k]
+	return v, ok
+}
+
+func (c *secretMemo) put(k [64]byte, v [32]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxSecretMemo {
+		c.m = make(map[[64]byte][32]byte)
+	}
+	c.m[k] = v
 }
 
 func aeadNonce(ctr uint64) [chacha20poly1305.NonceSize]byte {
