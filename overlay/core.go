@@ -211,8 +211,8 @@ func (c *Core) transmit(now int64, peer identity.Key, hasID bool, addr netip.Add
 	}
 	s.lastUsed = now
 	if s.state == sessInitSent {
-		if len(s.queue) < maxQueuedPerHandshake {
-			s.queue = append(s.queue, body)
+		if len(s.hs.queue) < maxQueuedPerHandshake {
+			s.hs.queue = append(s.hs.queue, body)
 		}
 		return
 	}
@@ -260,7 +260,8 @@ func (c *Core) startHandshake(now int64, peer identity.Key, hasID bool, addr net
 		localIdx: c.newSessionIdx(), state: sessInitSent, hasPeer: hasID, peer: peer,
 		addr: addr, lastUsed: now,
 	}
-	c.fillNonce(now, &s.nonce)
+	s.hs = &handshakeState{}
+	c.fillNonce(now, &s.hs.nonce)
 	c.sess.byIdx[s.localIdx] = s
 	if hasID {
 		c.sess.byPeer[peer] = s
@@ -269,7 +270,7 @@ func (c *Core) startHandshake(now int64, peer identity.Key, hasID bool, addr net
 	pkt = appendHeader(pkt, ptHello, c.hk.tag)
 	pkt = binary.BigEndian.AppendUint32(pkt, s.localIdx)
 	pkt = append(pkt, c.hk.cert[:]...)
-	pkt = append(pkt, s.nonce[:]...)
+	pkt = append(pkt, s.hs.nonce[:]...)
 	pkt = append(pkt, make([]byte, helloPad)...)
 	c.st.HandshakesStarted++
 	c.emit(addr, pkt)
@@ -315,9 +316,9 @@ func (c *Core) HandleDatagram(now time.Time, from netip.AddrPort, data []byte) {
 func (c *Core) onHello(now int64, from netip.AddrPort, data []byte) {
 	hl := parseHello(data, ptHello)
 	if s := c.sess.halfOpen[helloKey{from, hl.senderIdx}]; s != nil {
-		if bytes.Equal(s.hello, data) {
+		if bytes.Equal(s.hs.hello, data) {
 			// A duplicated or retransmitted HELLO: resend the same answer.
-			c.emit(from, s.ack)
+			c.emit(from, s.hs.ack)
 			return
 		}
 		c.sess.remove(s) // the peer restarted and reused its index
@@ -330,7 +331,7 @@ func (c *Core) onHello(now int64, from netip.AddrPort, data []byte) {
 	c.makeRoom(now, true)
 	s := &session{
 		localIdx: c.newSessionIdx(), remoteIdx: hl.senderIdx, state: sessHalfOpen, hasPeer: true,
-		peer: peer, addr: from, lastUsed: now, nonce: hl.nonce,
+		peer: peer, addr: from, lastUsed: now,
 	}
 	var nonceR [nonceLen]byte
 	c.fillNonce(now, &nonceR)
@@ -348,8 +349,7 @@ func (c *Core) onHello(now int64, from netip.AddrPort, data []byte) {
 	ack = append(ack, nonceR[:]...)
 	n0 := aeadNonce(0)
 	ack = r2i.Seal(ack, n0[:], nil, ack)
-	s.ack = ack
-	s.hello = bytes.Clone(data)
+	s.hs = &handshakeState{ack: ack, hello: bytes.Clone(data)}
 	c.sess.byIdx[s.localIdx] = s
 	c.sess.halfOpen[helloKey{from, hl.senderIdx}] = s
 	c.emit(from, ack)
@@ -367,7 +367,7 @@ func (c *Core) onHelloAck(now int64, from netip.AddrPort, data []byte) {
 		c.st.DroppedAuth++
 		return
 	}
-	i2r, r2i, err := c.hk.deriveKeys(hl.xPub[:], c.id, peer, s.nonce[:], hl.nonce[:], s.localIdx, hl.senderIdx)
+	i2r, r2i, err := c.hk.deriveKeys(hl.xPub[:], c.id, peer, s.hs.nonce[:], hl.nonce[:], s.localIdx, hl.senderIdx)
 	if err != nil {
 		c.st.DroppedAuth++
 		return
@@ -391,13 +391,19 @@ func (c *Core) onHelloAck(now int64, from netip.AddrPort, data []byte) {
 // whatever waited for a handshake with that peer.
 func (c *Core) adoptSession(s *session) {
 	if old := c.sess.byPeer[s.peer]; old != nil && old != s && old.state == sessInitSent {
-		s.queue = append(s.queue, old.queue...)
-		old.queue = nil
+		if s.hs == nil {
+			s.hs = &handshakeState{}
+		}
+		s.hs.queue = append(s.hs.queue, old.hs.queue...)
+		old.hs.queue = nil
 		c.sess.remove(old)
 	}
 	c.sess.byPeer[s.peer] = s
-	q := s.queue
-	s.queue = nil
+	var q [][]byte
+	if s.hs != nil {
+		q = s.hs.queue
+	}
+	s.hs = nil
 	for _, body := range q {
 		c.emit(s.addr, s.seal(c.hk.tag, body))
 	}
@@ -431,7 +437,7 @@ func (c *Core) onData(now int64, from netip.AddrPort, data []byte) {
 	if s.state == sessHalfOpen {
 		s.state = sessEstablished
 		c.sess.confirm(s)
-		s.ack, s.hello = nil, nil
+		s.hs = nil
 		c.st.HandshakesCompleted++
 		c.adoptSession(s)
 	}

@@ -57,10 +57,15 @@ type session struct {
 	recvWin   uint64
 	lastUsed  int64
 	lastRecv  int64
-	nonce     [nonceLen]byte // our nonce (initiator) or the initiator's (responder, for duplicate HELLOs)
-	queue     [][]byte       // plaintexts waiting for the handshake (initiator)
-	ack       []byte         // the HELLO_ACK we sent (responder, until confirmed), resent on duplicate HELLO
-	hello     []byte         // the HELLO it answers (responder, until confirmed)
+	hs        *handshakeState // nil once established
+}
+
+// handshakeState is what a session needs only until it is established.
+type handshakeState struct {
+	nonce [nonceLen]byte // our nonce (initiator)
+	queue [][]byte       // plaintexts waiting for the handshake (initiator)
+	ack   []byte         // the HELLO_ACK we sent (responder), resent on a duplicate HELLO
+	hello []byte         // the HELLO it answers (responder)
 }
 
 // crypto holds a core's long-term handshake material.
