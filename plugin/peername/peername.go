@@ -133,23 +133,23 @@ func (p *Peername) write(w dns.ResponseWriter, m *dns.Msg, server string) (int, 
 // service's protocol node ("_proto.<classifier>.<authority>.<zone>"). Such
 // names answer NODATA, not NXDOMAIN (RFC 8020), without an overlay search.
 func emptyNonTerminal(qname, zone string) bool {
-	rel := strings.TrimSuffix(strings.TrimSuffix(qname, zone), ".")
-	labels := dns.SplitDomainName(rel)
-	switch len(labels) {
-	case 1:
+	n := dns.CountLabel(qname) - dns.CountLabel(zone)
+	if n != 1 && n != 3 {
+		return false // the common case: no allocation
+	}
+	labels := dns.SplitDomainName(strings.TrimSuffix(qname, zone))
+	if n == 1 {
 		if labels[0] == "0" {
 			return true
 		}
 		_, err := identity.ParseAuthority(labels[0])
 		return err == nil
-	case 3:
-		if !strings.HasPrefix(labels[0], "_") || len(labels[0]) < 2 {
-			return false
-		}
-		_, err := identity.ParseName(labels[1]+"."+labels[2]+"."+zone, zone)
-		return err == nil
 	}
-	return false
+	if !strings.HasPrefix(labels[0], "_") || len(labels[0]) < 2 {
+		return false
+	}
+	_, err := identity.ParseName(labels[1]+"."+labels[2]+"."+zone, zone)
+	return err == nil
 }
 
 // answerRRs builds the answer and additional sections for qtype from ans.
