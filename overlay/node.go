@@ -50,6 +50,9 @@ type NodeConfig struct {
 	RejoinInterval time.Duration
 	// BootstrapTimeout bounds one round of seed lookups (default 10 s).
 	BootstrapTimeout time.Duration
+	// LinkLocal, when set, makes the node answer link-local discovery probes
+	// (see LinkLocalBootstrap), so nodes on its LAN can find it without seeds.
+	LinkLocal *LinkLocalConfig
 }
 
 // Defaults of the driver's own tunables.
@@ -100,6 +103,7 @@ type Node struct {
 	mu    sync.Mutex // guards state transitions and conns
 	state atomic.Int32
 	conns []*net.UDPConn
+	disco []*discoveryResponder
 	out4  *net.UDPConn
 	out6  *net.UDPConn
 	addrs []netip.AddrPort
@@ -334,6 +338,7 @@ func (n *Node) bind() error {
 			n.out6 = c
 		}
 	}
+	n.listenLinkLocal()
 	n.state.Store(stateRunning)
 	n.base = time.Now()
 	go n.loop()
@@ -341,7 +346,38 @@ func (n *Node) bind() error {
 		n.wg.Add(1)
 		go n.read(c)
 	}
+	for _, r := range n.disco {
+		n.wg.Go(r.serve)
+	}
 	return nil
+}
+
+// listenLinkLocal joins the discovery groups (best effort: a group that
+// cannot be joined is logged and skipped). Called with n.mu held.
+func (n *Node) listenLinkLocal() {
+	ll := n.cfg.LinkLocal
+	if ll == nil {
+		return
+	}
+	groups := ll.Groups
+	if len(groups) == 0 {
+		groups = []netip.AddrPort{DefaultLinkLocalGroup4, DefaultLinkLocalGroup6}
+	}
+	for _, g := range groups {
+		reply := n.out6
+		if g.Addr().Is4() {
+			reply = n.out4
+		}
+		if reply == nil {
+			continue // no overlay socket of that family to answer from
+		}
+		r, err := listenDiscovery(g, ll.Interface, n.cfg.Core.Cloud, reply)
+		if err != nil {
+			n.log.Warn("link-local discovery unavailable", "group", g, "err", err)
+			continue
+		}
+		n.disco = append(n.disco, r)
+	}
 }
 
 // bootstrap gathers seeds, drops the node's own addresses and those it
@@ -846,6 +882,9 @@ func (n *Node) shutdown(graceful bool) {
 		n.mu.Lock()
 		for _, c := range n.conns {
 			c.Close()
+		}
+		for _, r := range n.disco {
+			r.conn.Close()
 		}
 		n.mu.Unlock()
 		n.wg.Wait()
