@@ -2,7 +2,6 @@ package peername
 
 import (
 	"os"
-	"slices"
 	"strings"
 	"testing"
 
@@ -38,7 +37,7 @@ func TestReadmeExamples(t *testing.T) {
 		t.Fatalf("found %d corefile examples, want at least 3", len(blocks))
 	}
 	for i, text := range blocks {
-		sbs, err := caddyfile.Parse("README.md", strings.NewReader(text), append(slices.Clone(dnsserver.Directives), pluginName))
+		sbs, err := caddyfile.Parse("README.md", strings.NewReader(text), dnsserver.Directives)
 		if err != nil {
 			t.Fatalf("example %d: %v", i, err)
 		}
