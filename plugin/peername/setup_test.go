@@ -219,7 +219,7 @@ func expectEvents(t *testing.T, f *fakeNet, want ...string) {
 	}
 }
 
-func newTestInstance(t *testing.T, reg *nodeRegistry, id *identity.Identity, corefile string) *instance {
+func newTestInstance(t testing.TB, reg *nodeRegistry, id *identity.Identity, corefile string) *instance {
 	t.Helper()
 	cfg, err := parse(controller(corefile))
 	if err != nil {
@@ -232,7 +232,7 @@ func newTestInstance(t *testing.T, reg *nodeRegistry, id *identity.Identity, cor
 	return inst
 }
 
-func query(t *testing.T, h *Peername, qname string, qtype uint16) *dns.Msg {
+func query(t testing.TB, h *Peername, qname string, qtype uint16) *dns.Msg {
 	t.Helper()
 	m := new(dns.Msg)
 	m.SetQuestion(qname, qtype)
