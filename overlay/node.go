@@ -196,6 +196,13 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		return nil, fmt.Errorf("overlay: new node: seed: %w", err)
 	}
 	cfg.Core.Seed = binary.BigEndian.Uint64(seed[:8])
+	// The core asks, on the loop goroutine, whether the node has a socket
+	// for a contact's address family; the sockets exist by then.
+	var n *Node
+	userReach := cfg.Core.CanReach
+	cfg.Core.CanReach = func(ap netip.AddrPort) bool {
+		return n.canReach(ap) && (userReach == nil || userReach(ap))
+	}
 	core, err := NewCore(cfg.Core)
 	if err != nil {
 		return nil, fmt.Errorf("overlay: new node: %w", err)
@@ -221,7 +228,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		log = slog.Default()
 	}
 	id := core.ID()
-	n := &Node{
+	n = &Node{
 		cfg:     cfg,
 		log:     log.With("node", id.String()[:12]),
 		core:    core,
@@ -239,6 +246,15 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n, nil
+}
+
+// canReach reports whether the node has a socket to send to ap (on the
+// loop goroutine, or after bind).
+func (n *Node) canReach(ap netip.AddrPort) bool {
+	if ap.Addr().Unmap().Is4() {
+		return n.out4 != nil
+	}
+	return n.out6 != nil
 }
 
 // ID returns the node's overlay ID.
