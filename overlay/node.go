@@ -437,20 +437,29 @@ func isOwnAddr(s netip.AddrPort, own []netip.AddrPort) bool {
 func (n *Node) read(c *net.UDPConn) {
 	defer n.wg.Done()
 	buf := make([]byte, readBufSize)
+	failures := 0
 	for {
 		nr, from, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			select {
-			case <-n.stop:
-				return
-			default:
-			}
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			n.log.Debug("udp read", "err", err)
+			// Transient errors are retried at once; a socket that keeps
+			// failing is retried with a growing pause instead of a busy loop.
+			failures++
+			n.log.Debug("udp read", "err", err, "consecutive", failures)
+			if failures > 3 {
+				t := time.NewTimer(min(time.Duration(failures)*10*time.Millisecond, time.Second))
+				select {
+				case <-t.C:
+				case <-n.stop:
+					t.Stop()
+					return
+				}
+			}
 			continue
 		}
+		failures = 0
 		d := inDatagram{from: unmapAddrPort(from), data: append([]byte(nil), buf[:nr]...)}
 		select {
 		case n.inbox <- d:
