@@ -209,7 +209,7 @@ func (c *Core) transmit(now int64, peer identity.Key, hasID bool, addr netip.Add
 		}
 		s = c.startHandshake(now, peer, hasID, addr)
 	}
-	s.lastUsed = now
+	c.sess.touch(s, now)
 	if s.state == sessInitSent {
 		if len(s.hs.queue) < maxQueuedPerHandshake {
 			s.hs.queue = append(s.hs.queue, body)
@@ -235,7 +235,7 @@ func (c *Core) sessionFor(peer identity.Key, hasID bool, addr netip.AddrPort) *s
 
 // reply answers a request on the session it arrived on.
 func (c *Core) reply(now int64, s *session, m *msg) {
-	s.lastUsed = now
+	c.sess.touch(s, now)
 	c.emit(s.addr, s.seal(c.hk.tag, appendMsg(nil, m)))
 }
 
@@ -262,7 +262,7 @@ func (c *Core) startHandshake(now int64, peer identity.Key, hasID bool, addr net
 	}
 	s.hs = &handshakeState{}
 	c.fillNonce(now, &s.hs.nonce)
-	c.sess.byIdx[s.localIdx] = s
+	c.sess.add(s)
 	if hasID {
 		c.sess.byPeer[peer] = s
 	}
@@ -350,7 +350,7 @@ func (c *Core) onHello(now int64, from netip.AddrPort, data []byte) {
 	n0 := aeadNonce(0)
 	ack = r2i.Seal(ack, n0[:], nil, ack)
 	s.hs = &handshakeState{ack: ack, hello: bytes.Clone(data)}
-	c.sess.byIdx[s.localIdx] = s
+	c.sess.add(s)
 	c.sess.halfOpen[helloKey{from, hl.senderIdx}] = s
 	c.emit(from, ack)
 }
@@ -380,7 +380,8 @@ func (c *Core) onHelloAck(now int64, from netip.AddrPort, data []byte) {
 	s.send, s.recv = i2r, r2i
 	s.remoteIdx = hl.senderIdx
 	s.state = sessEstablished
-	s.lastRecv, s.lastUsed = now, now
+	s.lastRecv = now
+	c.sess.touch(s, now)
 	s.hasPeer, s.peer = true, peer
 	c.adoptSession(s)
 	c.st.HandshakesCompleted++
@@ -433,7 +434,8 @@ func (c *Core) onData(now int64, from netip.AddrPort, data []byte) {
 		c.st.DroppedAuth++
 		return
 	}
-	s.lastUsed, s.lastRecv = now, now
+	s.lastRecv = now
+	c.sess.touch(s, now)
 	if s.state == sessHalfOpen {
 		s.state = sessEstablished
 		c.sess.confirm(s)
@@ -625,10 +627,8 @@ func (c *Core) HandleTimer(now time.Time) {
 func (c *Core) maintain(now int64) {
 	c.store.expire(now)
 	idle := c.cfg.SessionIdle.Nanoseconds()
-	for _, s := range c.sess.sorted() {
-		if now-s.lastUsed > idle {
-			c.sess.remove(s)
-		}
+	for s := c.sess.lruHead; s != nil && now-s.lastUsed > idle; s = c.sess.lruHead {
+		c.sess.remove(s)
 	}
 	// Owners republish (re-signed, higher Seq) at half their records' lifetime.
 	var due []identity.Key

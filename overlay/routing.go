@@ -172,31 +172,48 @@ func (rt *routingTable) contains(id identity.Key) bool {
 }
 
 // closest appends to dst the n live contacts closest to target (closest first),
-// skipping skip.
+// skipping skip. With j the prefix length target shares with our ID, every
+// contact of bucket j is closer to target than any other contact, those of
+// buckets deeper than j come next, then buckets j-1, j-2, ... 0 in that order;
+// so the scan stops as soon as n contacts are collected at a bucket boundary.
 func (rt *routingTable) closest(dst []contact, target identity.Key, n int, skip identity.Key) []contact {
 	base := len(dst)
-	for bi := range rt.buckets {
-		for ci := range rt.buckets[bi].live {
-			c := &rt.buckets[bi].live[ci]
-			if c.id == skip {
-				continue
+	j := min(commonPrefixLen(rt.self, target), len(rt.buckets))
+	if j < len(rt.buckets) {
+		dst = rt.insertBucket(dst, base, j, target, n, skip)
+		if len(dst)-base < n {
+			for bi := j + 1; bi < len(rt.buckets); bi++ {
+				dst = rt.insertBucket(dst, base, bi, target, n, skip)
 			}
-			cur := dst[base:]
-			if len(cur) == n && !closer(c.id, cur[n-1].ID, target) {
-				continue
-			}
-			// insertion into the sorted window
-			pos := len(cur)
-			for pos > 0 && closer(c.id, cur[pos-1].ID, target) {
-				pos--
-			}
-			if len(cur) < n {
-				dst = append(dst, contact{})
-				cur = dst[base:]
-			}
-			copy(cur[pos+1:], cur[pos:len(cur)-1])
-			cur[pos] = contact{ID: c.id, Addr: c.addr}
 		}
+	}
+	for bi := j - 1; bi >= 0 && len(dst)-base < n; bi-- {
+		dst = rt.insertBucket(dst, base, bi, target, n, skip)
+	}
+	return dst
+}
+
+// insertBucket merges bucket bi's contacts into the sorted window dst[base:] of at most n.
+func (rt *routingTable) insertBucket(dst []contact, base, bi int, target identity.Key, n int, skip identity.Key) []contact {
+	for ci := range rt.buckets[bi].live {
+		c := &rt.buckets[bi].live[ci]
+		cur := dst[base:]
+		if len(cur) == n && !closer(c.id, cur[n-1].ID, target) {
+			continue
+		}
+		if c.id == skip {
+			continue
+		}
+		pos := len(cur)
+		for pos > 0 && closer(c.id, cur[pos-1].ID, target) {
+			pos--
+		}
+		if len(cur) < n {
+			dst = append(dst, contact{})
+			cur = dst[base:]
+		}
+		copy(cur[pos+1:], cur[pos:len(cur)-1])
+		cur[pos] = contact{ID: c.id, Addr: c.addr}
 	}
 	return dst
 }

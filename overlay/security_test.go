@@ -261,6 +261,16 @@ func TestBoundsHeld(t *testing.T) {
 				st.RoutingTableSize > st.RoutingTableMax || st.ReplacementCacheSize > st.RoutingTableMax {
 				t.Fatalf("%s %s: bounds exceeded: %+v", when, tn, st)
 			}
+			listed, last := 0, int64(0)
+			for s := tn.core.sess.lruHead; s != nil; s = s.lruNext {
+				if s.lastUsed < last {
+					t.Fatalf("%s %s: LRU list out of order", when, tn)
+				}
+				listed, last = listed+1, s.lastUsed
+			}
+			if listed != st.Sessions {
+				t.Fatalf("%s %s: LRU list has %d sessions, table %d", when, tn, listed, st.Sessions)
+			}
 		}
 	}
 	check("after join")

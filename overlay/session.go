@@ -58,6 +58,8 @@ type session struct {
 	lastUsed  int64
 	lastRecv  int64
 	hs        *handshakeState // nil once established
+	lruPrev   *session        // least-recently-used order (sessionTable.lru*)
+	lruNext   *session
 }
 
 // handshakeState is what a session needs only until it is established.
@@ -312,6 +314,47 @@ type sessionTable struct {
 	byPeer   map[identity.Key]*session // the session used to send to a peer
 	halfOpen map[helloKey]*session     // responder sessions awaiting their first DATA
 	max      int
+	lruHead  *session // least recently used
+	lruTail  *session // most recently used
+}
+
+// add inserts a new session as the most recently used.
+func (t *sessionTable) add(s *session) {
+	t.byIdx[s.localIdx] = s
+	t.pushTail(s)
+}
+
+func (t *sessionTable) pushTail(s *session) {
+	s.lruPrev, s.lruNext = t.lruTail, nil
+	if t.lruTail != nil {
+		t.lruTail.lruNext = s
+	} else {
+		t.lruHead = s
+	}
+	t.lruTail = s
+}
+
+func (t *sessionTable) unlink(s *session) {
+	if s.lruPrev != nil {
+		s.lruPrev.lruNext = s.lruNext
+	} else if t.lruHead == s {
+		t.lruHead = s.lruNext
+	}
+	if s.lruNext != nil {
+		s.lruNext.lruPrev = s.lruPrev
+	} else if t.lruTail == s {
+		t.lruTail = s.lruPrev
+	}
+	s.lruPrev, s.lruNext = nil, nil
+}
+
+// touch marks s used at now.
+func (t *sessionTable) touch(s *session, now int64) {
+	s.lastUsed = now
+	if t.lruTail != s {
+		t.unlink(s)
+		t.pushTail(s)
+	}
 }
 
 // helloKey identifies the HELLO a half-open session answered.
@@ -325,6 +368,7 @@ func (t *sessionTable) remove(s *session) {
 		return
 	}
 	delete(t.byIdx, s.localIdx)
+	t.unlink(s)
 	if s.hasPeer && t.byPeer[s.peer] == s {
 		delete(t.byPeer, s.peer)
 	}
@@ -361,17 +405,11 @@ func (t *sessionTable) sorted() []*session {
 // victim picks the session to evict: the least recently used half-open one if
 // half-open sessions exceed their share, else the least recently used overall.
 func (t *sessionTable) victim(preferHalfOpen bool) *session {
-	var v *session
-	from := t.byIdx
-	if preferHalfOpen {
-		for _, s := range t.halfOpen {
-			if v == nil || s.lastUsed < v.lastUsed || (s.lastUsed == v.lastUsed && s.localIdx < v.localIdx) {
-				v = s
-			}
-		}
-		return v
+	if !preferHalfOpen {
+		return t.lruHead
 	}
-	for _, s := range from {
+	var v *session
+	for _, s := range t.halfOpen {
 		if v == nil || s.lastUsed < v.lastUsed || (s.lastUsed == v.lastUsed && s.localIdx < v.localIdx) {
 			v = s
 		}

@@ -2,11 +2,13 @@ package overlay
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/peername/peername/identity"
@@ -196,4 +198,59 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	pkt = append(pkt, make([]byte, 4+8+tagLen+1)...)
 	tn.core.HandleDatagram(n.now, netip.MustParseAddrPort("192.0.2.1:53"), pkt)
 	n.collect(tn)
+}
+
+// TestClosestMatchesBruteForce checks the bucket-ordered scan against sorting everything.
+func TestClosestMatchesBruteForce(t *testing.T) {
+	t.Parallel()
+	self := identity.Key{0x5a, 0xa5}
+	rt := routingTable{self: self, k: 8}
+	var all []identity.Key
+	x := uint64(1)
+	next := func() uint64 { x = x*6364136223846793005 + 1442695040888963407; return x }
+	for i := 0; i < 400; i++ {
+		var id identity.Key
+		for j := 0; j < 32; j += 8 {
+			binary.BigEndian.PutUint64(id[j:], next())
+		}
+		if i%3 == 0 { // deep contacts near self
+			copy(id[:2], self[:2])
+		}
+		if r := rt.seen(id, netip.MustParseAddrPort("192.0.2.1:1"), 1, 1<<62); r.added {
+			all = append(all, id)
+		}
+	}
+	for trial := 0; trial < 200; trial++ {
+		var target identity.Key
+		for j := 0; j < 32; j += 8 {
+			binary.BigEndian.PutUint64(target[j:], next())
+		}
+		if trial%4 == 0 {
+			copy(target[:1+trial%3], self[:1+trial%3])
+		}
+		if trial == 7 {
+			target = self
+		}
+		for _, n := range []int{1, 5, 16, 32} {
+			skip := all[trial%len(all)]
+			got := rt.closest(nil, target, n, skip)
+			want := slices.Clone(all)
+			want = slices.DeleteFunc(want, func(k identity.Key) bool { return k == skip })
+			slices.SortFunc(want, func(a, b identity.Key) int {
+				if closer(a, b, target) {
+					return -1
+				}
+				return 1
+			})
+			want = want[:min(n, len(want))]
+			if len(got) != len(want) {
+				t.Fatalf("trial %d n %d: got %d contacts, want %d", trial, n, len(got), len(want))
+			}
+			for i := range want {
+				if got[i].ID != want[i] {
+					t.Fatalf("trial %d n %d: position %d differs", trial, n, i)
+				}
+			}
+		}
+	}
 }
