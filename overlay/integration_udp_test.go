@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -349,4 +351,72 @@ func TestUDPOverlayDualStack(t *testing.T) {
 	if t.Failed() {
 		logNodeStats(t, all)
 	}
+}
+
+func TestUDPOverlaySearches(t *testing.T) {
+	t.Parallel()
+	nodes := startCluster(t, 700, 6, "127.0.0.1:0", nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var keys []identity.Key
+	for i := 1; i <= 3; i++ {
+		rec, err := nodes[i].Publish(ctx, testRecordTemplate(t, 700+i, fmt.Sprintf("search-%d", i), nil))
+		if err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+		keys = append(keys, rec.Key())
+	}
+	// A record signed by someone who runs no node, stored through node 4.
+	stranger := nodeIdentity(799)
+	name, err := identity.NewSecuredName("stranger", stranger.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	rec := &records.Record{Name: name, Seq: 1, Issued: now, Expires: now.Add(time.Hour),
+		Endpoints: []netip.Addr{netip.MustParseAddr("192.0.2.99")}}
+	if err := records.Sign(rec, stranger); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[4].Store(ctx, rec); err != nil {
+		t.Fatalf("Store: %v", err)
+	}
+	keys = append(keys, rec.Key())
+	resolveAll(t, ctx, nodes, []int{0, 5}, []published{{owner: -1, rec: rec}})
+
+	var lo, hi identity.Key
+	for i := range hi {
+		hi[i] = 0xff
+	}
+	got, _, err := nodes[5].Range(ctx, lo, hi)
+	if err != nil {
+		t.Fatalf("Range over the whole key space: %v", err)
+	}
+	if !sameKeys(got, keys) {
+		t.Fatalf("Range = %v, want the %d registered keys %v", got, len(keys), keys)
+	}
+	target := keys[0]
+	near, _, err := nodes[0].Nearest(ctx, target, 2)
+	if err != nil {
+		t.Fatalf("Nearest: %v", err)
+	}
+	want := slices.Clone(keys)
+	slices.SortFunc(want, func(a, b identity.Key) int { return compareKeys(xorKey(a, target), xorKey(b, target)) })
+	if !slices.Equal(near, want[:2]) {
+		t.Fatalf("Nearest(%s, 2) = %v, want %v", target, near, want[:2])
+	}
+}
+
+func xorKey(a, b identity.Key) identity.Key {
+	for i := range a {
+		a[i] ^= b[i]
+	}
+	return a
+}
+
+func sameKeys(a, b []identity.Key) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.SortFunc(a, compareKeys)
+	slices.SortFunc(b, compareKeys)
+	return slices.Equal(a, b)
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -789,7 +790,7 @@ func (n *Node) Store(ctx context.Context, rec *records.Record) error {
 	if rec == nil {
 		return fmt.Errorf("overlay: store: %w: nil record", ErrBadRecord)
 	}
-	rec = cloneRecord(rec)
+	rec = cloneSigned(rec)
 	c, err := n.do(ctx, func(now time.Time) OpID { return n.core.Store(now, rec) }, nil)
 	if err == nil {
 		err = c.Err
@@ -798,6 +799,19 @@ func (n *Node) Store(ctx context.Context, rec *records.Record) error {
 		return fmt.Errorf("overlay: store %s: %w", rec.Name, err)
 	}
 	return nil
+}
+
+// cloneSigned deep-copies a signed record, so the caller may reuse its
+// slices while the loop works on the copy.
+func cloneSigned(r *records.Record) *records.Record {
+	out := *r
+	out.PublicKey = slices.Clone(r.PublicKey)
+	out.Endpoints = slices.Clone(r.Endpoints)
+	out.Services = slices.Clone(r.Services)
+	out.TXT = slices.Clone(r.TXT)
+	out.Payload = slices.Clone(r.Payload)
+	out.Signature = slices.Clone(r.Signature)
+	return &out
 }
 
 // Resolve returns the verified records stored under key, newest first. The
