@@ -121,6 +121,7 @@ var corefileTmpl = template.Must(template.New("Corefile").Parse(`.:{{.DNSPort}} 
 type server struct {
 	spec      nodeSpec
 	dnsAddr   string // host:port of the DNS server
+	readyAddr string
 	readyURL  string
 	corefile  string
 	logPath   string
@@ -151,25 +152,16 @@ func startServer(t testing.TB, spec nodeSpec) *server {
 	}
 	dir := t.TempDir()
 	readyAddr := net.JoinHostPort(spec.Host, fmt.Sprint(readyPort))
-	var buf bytes.Buffer
-	err := corefileTmpl.Execute(&buf, struct {
-		nodeSpec
-		Zone, ReadyAddr string
-	}{spec, zone, readyAddr})
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := &server{
-		spec:     spec,
-		dnsAddr:  net.JoinHostPort(spec.Host, fmt.Sprint(spec.DNSPort)),
-		readyURL: "http://" + readyAddr + "/ready",
-		corefile: filepath.Join(dir, "Corefile"),
-		logPath:  filepath.Join(dir, "coredns.log"),
-		exited:   make(chan struct{}),
+		spec:      spec,
+		readyAddr: readyAddr,
+		dnsAddr:   net.JoinHostPort(spec.Host, fmt.Sprint(spec.DNSPort)),
+		readyURL:  "http://" + readyAddr + "/ready",
+		corefile:  filepath.Join(dir, "Corefile"),
+		logPath:   filepath.Join(dir, "coredns.log"),
+		exited:    make(chan struct{}),
 	}
-	if err := os.WriteFile(s.corefile, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	corefile := s.writeCorefile(t, spec)
 	logf, err := os.Create(s.logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -198,10 +190,42 @@ func startServer(t testing.TB, spec nodeSpec) *server {
 			t.Errorf("%s logged %s", spec.Label, bad)
 		}
 		if t.Failed() {
-			t.Logf("=== %s Corefile:\n%s=== %s log (last 60 lines):\n%s", spec.Label, buf.String(), spec.Label, s.logTail(60))
+			t.Logf("=== %s Corefile:\n%s=== %s log (last 60 lines):\n%s", spec.Label, corefile, spec.Label, s.logTail(60))
 		}
 	})
 	return s
+}
+
+// writeCorefile renders the Corefile for spec (whose ports are already
+// chosen) to the server's path and returns it.
+func (s *server) writeCorefile(t testing.TB, spec nodeSpec) string {
+	t.Helper()
+	var buf bytes.Buffer
+	err := corefileTmpl.Execute(&buf, struct {
+		nodeSpec
+		Zone, ReadyAddr string
+	}{spec, zone, s.readyAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.corefile, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
+// reload rewrites the Corefile with what spec changes (ports and key stay)
+// and sends SIGUSR1, on which CoreDNS re-reads it and restarts its servers
+// in-process.
+func (s *server) reload(t testing.TB, change func(*nodeSpec)) {
+	t.Helper()
+	spec := s.spec
+	change(&spec)
+	s.writeCorefile(t, spec)
+	s.spec = spec
+	if err := s.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatalf("SIGUSR1 %s: %v", spec.Label, err)
+	}
 }
 
 // stop ends the process: SIGTERM (CoreDNS shuts down gracefully and the
@@ -377,6 +401,16 @@ func newKey(t testing.TB, dir, file string) (*identity.Identity, string) {
 		t.Fatal(err)
 	}
 	return id, path
+}
+
+// mustKeyID loads the identity in a key file written by newKey.
+func mustKeyID(t testing.TB, path string) *identity.Identity {
+	t.Helper()
+	id, err := identity.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // securedName returns the DNS name under which id publishes classifier.
