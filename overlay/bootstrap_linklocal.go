@@ -338,14 +338,21 @@ func (r *discoveryResponder) answer(now time.Time, from netip.AddrPort, b []byte
 // serve answers probes until the socket is closed.
 func (r *discoveryResponder) serve() {
 	buf := make([]byte, 512)
+	failures := 0
 	for {
 		nr, from, err := r.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			// Discovery is best effort: a socket that keeps failing is
+			// given up rather than spun on.
+			if failures++; failures > 100 {
+				return
+			}
 			continue
 		}
+		failures = 0
 		if a := r.answer(time.Now(), from, buf[:nr]); a != nil {
 			r.reply.WriteToUDPAddrPort(a, from)
 		}

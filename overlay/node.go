@@ -421,17 +421,46 @@ func (n *Node) bootstrap(ctx context.Context) ([]netip.AddrPort, *joinInfo, erro
 	return seeds, info, err
 }
 
-// isOwnAddr reports whether a seed is one of the node's own sockets.
+// isOwnAddr reports whether a seed is one of the node's own sockets: the
+// same address and port, or, for a socket bound to the unspecified address,
+// the same port on any address of this host.
 func isOwnAddr(s netip.AddrPort, own []netip.AddrPort) bool {
+	var local []netip.Addr
 	for _, o := range own {
 		if s == o {
 			return true
 		}
-		if s.Port() == o.Port() && o.Addr().IsUnspecified() && s.Addr().IsLoopback() && s.Addr().Is4() == o.Addr().Is4() {
+		if s.Port() != o.Port() || !o.Addr().IsUnspecified() || s.Addr().Is4() != o.Addr().Is4() {
+			continue
+		}
+		if s.Addr().IsLoopback() {
+			return true
+		}
+		if local == nil {
+			local = hostAddrs()
+		}
+		if slices.Contains(local, s.Addr().WithZone("")) {
 			return true
 		}
 	}
 	return false
+}
+
+// hostAddrs lists the addresses of this host's interfaces.
+func hostAddrs() []netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(ipn.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out
 }
 
 // read feeds datagrams from one socket to the loop until the socket closes.

@@ -561,3 +561,41 @@ func TestNodeCloseTellsPeers(t *testing.T) {
 		})
 	}
 }
+
+func TestIsOwnAddr(t *testing.T) {
+	t.Parallel()
+	var hostV4 netip.Addr
+	for _, a := range hostAddrs() {
+		if a.Is4() && !a.IsLoopback() {
+			hostV4 = a
+			break
+		}
+	}
+	own := []netip.AddrPort{
+		netip.MustParseAddrPort("0.0.0.0:3540"),
+		netip.MustParseAddrPort("[::1]:4000"),
+	}
+	tests := []struct {
+		seed string
+		want bool
+	}{
+		{"127.0.0.1:3540", true},
+		{"127.0.0.2:3540", true},
+		{"[::1]:4000", true},
+		{"127.0.0.1:3541", false},
+		{"[::1]:3540", false}, // the wildcard socket is IPv4 only
+		{"192.0.2.1:3540", false},
+		{"[2001:db8::1]:4000", false},
+	}
+	if hostV4.IsValid() {
+		tests = append(tests, struct {
+			seed string
+			want bool
+		}{netip.AddrPortFrom(hostV4, 3540).String(), true})
+	}
+	for _, tt := range tests {
+		if got := isOwnAddr(netip.MustParseAddrPort(tt.seed), own); got != tt.want {
+			t.Errorf("isOwnAddr(%s) = %v, want %v", tt.seed, got, tt.want)
+		}
+	}
+}
