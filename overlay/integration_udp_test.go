@@ -270,38 +270,55 @@ func TestUDPOverlayIPv6(t *testing.T) {
 }
 
 // BenchmarkNodeResolve measures one Resolve over loopback UDP between eight
-// nodes, from a node that does not store the record itself.
+// nodes, from a node that does not store the record itself, for a record
+// without payload and one with a 4 KiB payload (fragmented answers).
 func BenchmarkNodeResolve(b *testing.B) {
 	nodes := startCluster(b, 400, 8, "127.0.0.1:0", func(c *NodeConfig) { c.Core.Replication = 2 })
-	ctx := b.Context()
-	rec, err := nodes[1].Publish(ctx, testRecordTemplate(b, 401, "bench", nil))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var from *Node
-	for _, n := range nodes[2:] {
-		held := false
-		n.exec(ctx, func(time.Time) {
-			n.core.ForEachRecord(func(r *records.Record) bool { held = held || r.Key() == rec.Key(); return !held })
+	for _, size := range []int{0, records.MaxPayload} {
+		b.Run(fmt.Sprintf("payload=%d", size), func(b *testing.B) {
+			ctx := b.Context()
+			rec, err := nodes[1].Publish(ctx, testRecordTemplate(b, 401, fmt.Sprintf("bench-%d", size), make([]byte, size)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var from *Node
+			for _, n := range nodes[2:] {
+				held := false
+				n.exec(ctx, func(time.Time) {
+					n.core.ForEachRecord(func(r *records.Record) bool { held = held || r.Key() == rec.Key(); return !held })
+				})
+				if !held {
+					from = n
+					break
+				}
+			}
+			if from == nil {
+				b.Fatal("every node stores the record; cannot measure a remote resolve")
+			}
+			hops := 0
+			for b.Loop() {
+				got, path, err := from.Resolve(ctx, rec.Key())
+				if err != nil || len(got) == 0 || len(got[0].Payload) != size {
+					b.Fatalf("Resolve: %d records, %v", len(got), err)
+				}
+				hops += path.Hops
+			}
+			b.ReportMetric(float64(hops)/float64(b.N), "hops/op")
 		})
-		if !held {
-			from = n
-			break
-		}
 	}
-	if from == nil {
-		b.Fatal("every node stores the record; cannot measure a remote resolve")
-	}
-	hops := 0
-	b.ResetTimer()
+}
+
+// BenchmarkNodePublish measures a Publish (sign, find the closest nodes,
+// store on them) over loopback UDP between eight nodes.
+func BenchmarkNodePublish(b *testing.B) {
+	nodes := startCluster(b, 450, 8, "127.0.0.1:0", nil)
+	ctx := b.Context()
+	tmpl := testRecordTemplate(b, 451, "bench-publish", nil)
 	for b.Loop() {
-		got, path, err := from.Resolve(ctx, rec.Key())
-		if err != nil || len(got) == 0 {
-			b.Fatalf("Resolve: %v", err)
+		if _, err := nodes[1].Publish(ctx, tmpl); err != nil {
+			b.Fatal(err)
 		}
-		hops += path.Hops
 	}
-	b.ReportMetric(float64(hops)/float64(b.N), "hops/op")
 }
 
 func TestUDPOverlayDualStack(t *testing.T) {
