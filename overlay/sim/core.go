@@ -12,4 +12,8 @@ func defaultCore(_ int, cfg overlay.Config) (Core, error) {
 }
 
 // *overlay.Core is what the simulator drives.
-var _ Core = (*overlay.Core)(nil)
+var (
+	_ Core         = (*overlay.Core)(nil)
+	_ RecordWalker = (*overlay.Core)(nil)
+	_ Publisher    = (*overlay.Core)(nil)
+)

@@ -39,6 +39,13 @@ type RecordWalker interface {
 	ForEachRecord(fn func(*records.Record) bool)
 }
 
+// Publisher is implemented by cores that tell which record they currently
+// publish for a name (overlay.Core does: owners re-sign with a higher Seq at
+// every republish). Without it, the Seq of the publish completion is current.
+type Publisher interface {
+	Published(name identity.Name) *records.Record
+}
+
 // ErrInvariant is wrapped by the error World.Run returns when an invariant
 // failed; the message carries the seed that replays the run.
 var ErrInvariant = errors.New("sim: invariant violated")
@@ -180,6 +187,7 @@ type opInfo struct {
 	attempt int8
 	name    int32
 	start   int64
+	want    uint64 // lookups: the name's current Seq when the lookup was issued
 }
 
 // published is one name of the workload.
@@ -476,9 +484,24 @@ func (w *World) lookup(now time.Time) {
 }
 
 func (w *World) resolve(src, k int, kind opKind, attempt int8, now time.Time) {
+	want := w.currentSeq(k)
 	op := w.nodes[src].Resolve(now, w.names[k].key, overlay.SearchOptions{Deadline: now.Add(w.cfg.LookupTimeout)})
-	w.ops[opKey{int32(src), op}] = opInfo{kind: kind, attempt: attempt, name: int32(k), start: int64(w.e.Elapsed())}
+	w.ops[opKey{int32(src), op}] = opInfo{kind: kind, attempt: attempt, name: int32(k), start: int64(w.e.Elapsed()), want: want}
 	w.e.Poke(src)
+}
+
+// currentSeq is the Seq of the record name k's owner publishes now: a lookup
+// must return it or a newer one.
+func (w *World) currentSeq(k int) uint64 {
+	p := &w.names[k]
+	if o := int(p.owner); w.e.Alive(o) {
+		if pub, ok := w.nodes[o].Core.(Publisher); ok {
+			if r := pub.Published(p.name); r != nil {
+				p.seq = max(p.seq, r.Seq)
+			}
+		}
+	}
+	return p.seq
 }
 
 // complete handles one completion of node i. It never calls into a core:
@@ -533,15 +556,16 @@ func (w *World) complete(i int32, now time.Time, c *overlay.Completion) {
 	}
 }
 
-// current reports whether c returned the newest record of name k.
-func (w *World) current(k int32, c *overlay.Completion) (found, current bool) {
+// current reports whether c returned a record of name k's owner (found) with
+// at least Seq want (current).
+func (w *World) current(k int32, want uint64, c *overlay.Completion) (found, current bool) {
 	p := &w.names[k]
 	for _, r := range c.Records {
 		if r.Name != p.name || !bytes.Equal(r.PublicKey, p.pub) {
 			continue
 		}
 		found = true
-		if r.Seq >= p.seq && !r.Withdrawn {
+		if r.Seq >= want && !r.Withdrawn {
 			return true, true
 		}
 	}
@@ -549,7 +573,7 @@ func (w *World) current(k int32, c *overlay.Completion) (found, current bool) {
 }
 
 func (w *World) lookupDone(now time.Time, info opInfo, c *overlay.Completion) {
-	found, cur := w.current(info.name, c)
+	found, cur := w.current(info.name, info.want, c)
 	switch {
 	case c.Err == nil && cur:
 		w.rep.Succeeded++
@@ -598,7 +622,7 @@ func (w *World) partitioned(now time.Time) bool {
 }
 
 func (w *World) probeDone(i int32, now time.Time, info opInfo, c *overlay.Completion) {
-	if _, cur := w.current(info.name, c); c.Err == nil && cur {
+	if _, cur := w.current(info.name, info.want, c); c.Err == nil && cur {
 		return
 	}
 	p := &w.names[info.name]
