@@ -1,9 +1,17 @@
 package peername
 
 import (
+	"context"
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/coredns/coredns/plugin/test"
+	"github.com/miekg/dns"
+
+	"github.com/peername/peername/records"
 )
 
 // FuzzParse feeds arbitrary Corefile text to the peername block parser. It
@@ -49,6 +57,49 @@ func FuzzParse(f *testing.F) {
 		// What was accepted can be turned into an instance.
 		if _, err := newInstance(cfg, testIdentity(1), newFakeNet().registry()); err != nil {
 			t.Fatalf("parsed config rejected by newInstance: %v", err)
+		}
+	})
+}
+
+// FuzzServeDNS sends arbitrary question names and types to the handler
+// (with a fixed set of published records behind it). It must never panic,
+// and every answer must be one of the outcomes the plugin documents.
+// The seed corpus is in testdata/fuzz/FuzzServeDNS.
+func FuzzServeDNS(f *testing.F) {
+	alice := testIdentity(1)
+	www := record(f, alice, "www", true, func(r *records.Record) {
+		r.Endpoints = []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}
+		r.Services = []records.Service{{Service: "ssh", Proto: "tcp", Port: 22}}
+		r.TXT = []string{"hello"}
+	})
+	h := newHandler(f, newMapSearcher(www), t0.Add(time.Minute))
+	f.Add(www.Name.DNS("peer.alt."), uint16(dns.TypeA))
+	f.Add("_ssh._tcp."+www.Name.DNS("peer.alt."), uint16(dns.TypeSRV))
+	f.Fuzz(func(t *testing.T, qname string, qtype uint16) {
+		m := new(dns.Msg)
+		m.SetQuestion(qname, qtype)
+		_, perr := m.Pack()
+		wireQuery := perr == nil // could have come off the wire
+		rec := dnstest.NewRecorder(&test.ResponseWriter{})
+		code, err := h.ServeDNS(context.Background(), rec, m)
+		switch code {
+		case dns.RcodeRefused, dns.RcodeServerFailure:
+			if rec.Msg != nil {
+				t.Fatalf("rcode %d with a written message", code)
+			}
+			return
+		case dns.RcodeSuccess, dns.RcodeNameError:
+		default:
+			t.Fatalf("rcode %d, err %v", code, err)
+		}
+		if rec.Msg == nil || !rec.Msg.Authoritative || rec.Msg.Rcode != code {
+			t.Fatalf("rcode %d, message %v", code, rec.Msg)
+		}
+		if len(rec.Msg.Answer) == 0 && (len(rec.Msg.Ns) != 1 || rec.Msg.Ns[0].Header().Rrtype != dns.TypeSOA) {
+			t.Fatalf("negative answer without the SOA: %v", rec.Msg)
+		}
+		if _, err := rec.Msg.Pack(); wireQuery && err != nil {
+			t.Fatalf("answer does not pack: %v", err)
 		}
 	})
 }

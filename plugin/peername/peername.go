@@ -138,6 +138,9 @@ func emptyNonTerminal(qname, zone string) bool {
 		return false // the common case: no allocation
 	}
 	labels := dns.SplitDomainName(strings.TrimSuffix(qname, zone))
+	if len(labels) != n {
+		return false // malformed, e.g. an empty label
+	}
 	if n == 1 {
 		if labels[0] == "0" {
 			return true
