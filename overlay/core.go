@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/peername/peername/identity"
@@ -35,7 +36,7 @@ type Core struct {
 
 	sends []Send
 	done  []Completion
-	buf   []byte
+	buf   []byte // decrypted plaintext of the datagram being handled
 
 	joined bool
 	left   bool
@@ -233,10 +234,32 @@ func (c *Core) sessionFor(peer identity.Key, hasID bool, addr netip.AddrPort) *s
 	return nil
 }
 
+// Scratch buffers shared by all cores of the process (a per-core buffer
+// would cost every one of 100,000 simulated nodes its peak size).
+var (
+	scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+	contactPool = sync.Pool{New: func() any { b := make([]contact, 0, maxContactsPerMessage); return &b }}
+)
+
+// contactScratch returns a buffer for the contacts of one reply; reply
+// recycles it once the message is sealed.
+func contactScratch() []contact {
+	return (*contactPool.Get().(*[]contact))[:0]
+}
+
 // reply answers a request on the session it arrived on.
 func (c *Core) reply(now int64, s *session, m *msg) {
 	c.sess.touch(s, now)
-	c.emit(s.addr, s.seal(c.hk.tag, appendMsg(nil, m)))
+	bp := scratchPool.Get().(*[]byte)
+	*bp = appendMsg((*bp)[:0], m) // sealed into a new packet: the body is not kept
+	c.emit(s.addr, s.seal(c.hk.tag, *bp))
+	if cap(*bp) <= 4096 {
+		scratchPool.Put(bp)
+	}
+	if cap(m.contacts) == maxContactsPerMessage {
+		cs := m.contacts[:0]
+		contactPool.Put(&cs)
+	}
 }
 
 func (c *Core) makeRoom(now int64, halfOpen bool) {
@@ -509,9 +532,9 @@ func (c *Core) onMessage(now int64, s *session, m *msg) {
 	case mPing:
 		c.reply(now, s, &msg{typ: mPong, reqID: m.reqID, addr: s.addr})
 	case mFindNode:
-		c.reply(now, s, &msg{typ: mNodes, reqID: m.reqID, contacts: c.rt.closest(nil, m.key, c.cfg.K, s.peer)})
+		c.reply(now, s, &msg{typ: mNodes, reqID: m.reqID, contacts: c.rt.closest(contactScratch(), m.key, c.cfg.K, s.peer)})
 	case mFindValue:
-		out := msg{typ: mValue, reqID: m.reqID, contacts: c.rt.closest(nil, m.key, c.cfg.K, s.peer)}
+		out := msg{typ: mValue, reqID: m.reqID, contacts: c.rt.closest(contactScratch(), m.key, c.cfg.K, s.peer)}
 		size := 0
 		for _, sr := range c.store.get(m.key, now) {
 			if len(out.records) == maxRecordsPerMessage || size+len(sr.enc) > maxValueMessageBytes {
@@ -531,11 +554,11 @@ func (c *Core) onMessage(now int64, s *session, m *msg) {
 		c.reply(now, s, &msg{typ: mStoreAck, reqID: m.reqID, n: int(res.status)})
 	case mNearest:
 		c.reply(now, s, &msg{typ: mKeys, reqID: m.reqID, keys: c.store.nearestKeys(m.key, m.n, now),
-			contacts: c.rt.closest(nil, m.key, c.cfg.K, s.peer)})
+			contacts: c.rt.closest(contactScratch(), m.key, c.cfg.K, s.peer)})
 	case mRange:
 		keys, more := c.store.rangeKeys(m.key, m.key2, m.n, now)
 		c.reply(now, s, &msg{typ: mKeys, reqID: m.reqID, keys: keys, more: more,
-			contacts: c.rt.closest(nil, midpoint(m.key, m.key2), c.cfg.K, s.peer)})
+			contacts: c.rt.closest(contactScratch(), midpoint(m.key, m.key2), c.cfg.K, s.peer)})
 	case mLeave:
 		c.rt.remove(s.peer)
 		c.dirty = true
