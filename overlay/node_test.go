@@ -599,3 +599,45 @@ func TestIsOwnAddr(t *testing.T) {
 		}
 	}
 }
+
+// Two nodes on loopback: the second joins through the first, the first
+// publishes a name, the second resolves it.
+func ExampleNode() {
+	ctx := context.Background()
+	start := func(seed byte, boot ...Bootstrapper) *Node {
+		n, err := NewNode(NodeConfig{
+			Identity:  identity.FromSeed([32]byte{seed}),
+			Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
+			Bootstrap: boot,
+			Cloud:     "example",
+			Logger:    slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			panic(err)
+		}
+		if err := n.Start(ctx); err != nil {
+			panic(err)
+		}
+		return n
+	}
+	alice := start(1)
+	defer alice.Close()
+	fmt.Println("alice:", alice.NetStats().AloneReason)
+	bob := start(2, StaticBootstrap{Addrs: []string{alice.Addrs()[0].String()}})
+	defer bob.Close()
+	fmt.Println("bob ready:", bob.Ready(), "alone:", bob.NetStats().AloneReason != "")
+
+	name, _ := identity.NewSecuredName("laptop", identity.FromSeed([32]byte{1}).PublicKey())
+	if _, err := alice.Publish(ctx, &records.Record{Name: name, Endpoints: []netip.Addr{netip.MustParseAddr("192.0.2.10")}}); err != nil {
+		panic(err)
+	}
+	recs, _, err := bob.Resolve(ctx, name.Key())
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(recs[0].Name.Classifier, recs[0].Endpoints[0])
+	// Output:
+	// alice: no seeds configured
+	// bob ready: true alone: false
+	// laptop 192.0.2.10
+}
