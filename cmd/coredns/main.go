@@ -6,9 +6,10 @@
 //
 // The plugin order below decides the order in which plugins see a query
 // (CoreDNS's own order for the standard plugins, peername after cache and
-// before hosts, file and forward). Only these plugin packages are linked in;
-// github.com/coredns/coredns/core/plugin, which pulls in every plugin, is
-// not.
+// before hosts, file and forward). Only these plugin packages are linked in
+// (dnstap, metadata and transfer come with the others, so they are offered
+// too); github.com/coredns/coredns/core/plugin, which pulls in every plugin,
+// is not.
 package main
 
 import (
@@ -19,15 +20,18 @@ import (
 	_ "github.com/coredns/coredns/plugin/bind"
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/debug"
+	_ "github.com/coredns/coredns/plugin/dnstap"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/file"
 	_ "github.com/coredns/coredns/plugin/forward"
 	_ "github.com/coredns/coredns/plugin/health"
 	_ "github.com/coredns/coredns/plugin/hosts"
 	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/metadata"
 	_ "github.com/coredns/coredns/plugin/metrics"
 	_ "github.com/coredns/coredns/plugin/ready"
 	_ "github.com/coredns/coredns/plugin/reload"
+	_ "github.com/coredns/coredns/plugin/transfer"
 	_ "github.com/coredns/coredns/plugin/whoami"
 
 	_ "github.com/peername/peername/plugin/peername"
@@ -35,6 +39,7 @@ import (
 
 // directives lists the plugins in execution order.
 var directives = []string{
+	"metadata",
 	"reload",
 	"bind",
 	"debug",
@@ -43,8 +48,10 @@ var directives = []string{
 	"prometheus",
 	"errors",
 	"log",
+	"dnstap",
 	"cache",
 	"peername",
+	"transfer",
 	"hosts",
 	"file",
 	"forward",
