@@ -304,3 +304,31 @@ func TestCanReachSkipsUnreachable(t *testing.T) {
 		t.Errorf("routing table of %d, want the 3 reachable nodes", st.RoutingTableSize)
 	}
 }
+
+func TestRestartedPeerIsReachedAgainWithoutTimeout(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.build(2, nil)
+	a, b := n.nodes[0], n.nodes[1]
+	// b restarts: same identity and address, no sessions.
+	fresh, err := NewCore(Config{Identity: b.ident, Seed: 99})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.core = fresh
+	if c := n.wait(b, b.core.Join(n.now, nil), time.Second); !errors.Is(c.Err, ErrAlone) {
+		t.Fatalf("restarted join: %v", c.Err)
+	}
+	started := n.now
+	before := a.core.Stats().HandshakesStarted
+	c := n.wait(a, a.core.Resolve(n.now, identity.Key{7}, SearchOptions{}), time.Minute)
+	if !errors.Is(c.Err, ErrNotFound) || c.Path.Timeouts != 0 {
+		t.Fatalf("resolve via restarted peer: err=%v path=%+v", c.Err, c.Path)
+	}
+	if took := n.now.Sub(started); took >= DefaultRequestTimeout {
+		t.Errorf("took %v: waited for a timeout instead of re-handshaking", took)
+	}
+	if a.core.Stats().HandshakesStarted != before+1 {
+		t.Errorf("no new handshake after NO_SESSION")
+	}
+}
