@@ -36,6 +36,9 @@ var (
 	// timeout, caller deadline, too many searches in flight, search error).
 	// The name may exist.
 	ErrUnavailable = errors.New("resolver: overlay unavailable")
+	// ErrOverloaded means the lookup was refused at once because too many
+	// searches are already running or waiting; it wraps ErrUnavailable.
+	ErrOverloaded = fmt.Errorf("%w: too many searches pending", ErrUnavailable)
 )
 
 // Searcher finds the records stored under an overlay key. It returns an
@@ -71,6 +74,9 @@ const (
 	DefaultTimeout     = 2 * time.Second
 	DefaultCacheSize   = 10000
 	DefaultMaxInFlight = 128
+	// DefaultPendingFactor: MaxPending defaults to this many times
+	// MaxInFlight.
+	DefaultPendingFactor = 4
 )
 
 // Config configures a Resolver. Only Searcher is required.
@@ -86,8 +92,14 @@ type Config struct {
 	// CacheSize bounds the number of cached answers, positive and negative.
 	CacheSize int
 	// MaxInFlight bounds the number of overlay searches running at once;
-	// lookups beyond it wait for a slot until their deadline.
+	// searches beyond it wait for a slot until their timeout.
 	MaxInFlight int
+	// MaxPending bounds the searches running or waiting for a slot (names
+	// being looked up); a lookup of one more name fails at once with
+	// ErrOverloaded, so a flood of random names costs neither unbounded
+	// searches nor unbounded waiting goroutines. Lookups of a name already
+	// being searched for always join that search.
+	MaxPending int
 	// Now returns the current time; time.Now when nil.
 	Now func() time.Time
 	// ObserveSearch, when set, is called after every overlay search with
@@ -120,7 +132,7 @@ func New(cfg Config) (*Resolver, error) {
 	if cfg.Searcher == nil {
 		return nil, errors.New("resolver: Config.Searcher is nil")
 	}
-	if cfg.TTL < 0 || cfg.NegativeTTL < 0 || cfg.Timeout < 0 || cfg.CacheSize < 0 || cfg.MaxInFlight < 0 {
+	if cfg.TTL < 0 || cfg.NegativeTTL < 0 || cfg.Timeout < 0 || cfg.CacheSize < 0 || cfg.MaxInFlight < 0 || cfg.MaxPending < 0 {
 		return nil, errors.New("resolver: negative Config value")
 	}
 	if cfg.TTL == 0 {
@@ -137,6 +149,12 @@ func New(cfg Config) (*Resolver, error) {
 	}
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.MaxPending == 0 {
+		cfg.MaxPending = DefaultPendingFactor * cfg.MaxInFlight
+	}
+	if cfg.MaxPending < cfg.MaxInFlight {
+		return nil, errors.New("resolver: MaxPending below MaxInFlight")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -285,9 +303,13 @@ func (r *Resolver) lookupName(ctx context.Context, name identity.Name) (*Answer,
 
 	r.mu.Lock()
 	f, ok := r.flights[key]
-	if ok {
+	switch {
+	case ok:
 		f.waiters++
-	} else {
+	case len(r.flights) >= r.cfg.MaxPending:
+		r.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s", ErrOverloaded, name)
+	default:
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
 		f = &flight{done: make(chan struct{}), waiters: 1, cancel: cancel}
 		r.flights[key] = f

@@ -565,6 +565,60 @@ func TestInFlightBound(t *testing.T) {
 	}
 }
 
+// waitFlights spins until n searches are running or waiting.
+func waitFlights(t *testing.T, r *Resolver, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.mu.Lock()
+		got := len(r.flights)
+		r.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d flights, want %d", got, n)
+		}
+		runtime.Gosched()
+	}
+}
+
+func TestOverloadFailsFast(t *testing.T) {
+	t.Parallel()
+	f := newFake()
+	f.block = make(chan struct{})
+	res := newResolver(t, f, newClock(t0), func(c *Config) { c.MaxInFlight, c.MaxPending = 2, 4 })
+	errs := make(chan error, 5)
+	for i := range 4 {
+		go func() {
+			_, err := res.Resolve(context.Background(), fmt.Sprintf("p%d.0.peer.alt.", i), zone)
+			errs <- err
+		}()
+	}
+	waitFlights(t, res, 4)
+	// A fifth name is refused at once, without a search or a goroutine.
+	_, err := res.Resolve(context.Background(), "p4.0.peer.alt.", zone)
+	if !errors.Is(err, ErrOverloaded) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrOverloaded", err)
+	}
+	// A name already being searched for still joins its search.
+	go func() {
+		_, err := res.Resolve(context.Background(), "p0.0.peer.alt.", zone)
+		errs <- err
+	}()
+	p0, _ := identity.NewUnsecuredName("p0")
+	waitWaiters(t, res, p0.Key(), 2)
+	close(f.block)
+	for range 5 {
+		if err := <-errs; !errors.Is(err, ErrNotFound) {
+			t.Fatalf("err = %v, want ErrNotFound", err)
+		}
+	}
+	if got := f.searches.Load(); got != 4 {
+		t.Fatalf("%d searches, want 4", got)
+	}
+}
+
 func TestObserveSearch(t *testing.T) {
 	t.Parallel()
 	rec := signed(t, ident(t, 1), "www", true, 1, time.Hour, nil)
@@ -586,6 +640,9 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 	if _, err := New(Config{Searcher: newFake(), TTL: -1}); err == nil {
 		t.Fatal("negative TTL accepted")
+	}
+	if _, err := New(Config{Searcher: newFake(), MaxInFlight: 10, MaxPending: 5}); err == nil {
+		t.Fatal("MaxPending below MaxInFlight accepted")
 	}
 }
 
