@@ -406,6 +406,8 @@ func (n *Node) bootstrap(ctx context.Context) ([]netip.AddrPort, *joinInfo, erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.BootstrapTimeout)
 	defer cancel()
+	stop := context.AfterFunc(n.ctx, cancel) // Close ends a lookup in progress
+	defer stop()
 	found, err := gatherSeeds(ctx, n.cfg.Bootstrap)
 	n.mu.Lock()
 	own, have4, have6 := n.addrs, n.out4 != nil, n.out6 != nil

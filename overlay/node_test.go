@@ -641,3 +641,39 @@ func ExampleNode() {
 	// bob ready: true alone: false
 	// laptop 192.0.2.10
 }
+
+// hangingBootstrap blocks until its context ends.
+type hangingBootstrap struct{ called chan struct{} }
+
+func (h hangingBootstrap) Seeds(ctx context.Context) ([]netip.AddrPort, error) {
+	close(h.called)
+	<-ctx.Done()
+	return nil, context.Cause(ctx)
+}
+
+func TestNodeCloseDuringStart(t *testing.T) {
+	t.Parallel()
+	cfg := udpTestConfig(90, "127.0.0.1:0")
+	hb := hangingBootstrap{called: make(chan struct{})}
+	cfg.Bootstrap = []Bootstrapper{hb}
+	n, err := NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- n.Start(t.Context()) }()
+	<-hb.called
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	select {
+	case err := <-started:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Start interrupted by Close = %v, want ErrClosed", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Close did not end a Start waiting on its bootstrap provider")
+	}
+}
