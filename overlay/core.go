@@ -540,6 +540,9 @@ func (c *Core) onMessage(now int64, s *session, m *msg) {
 			if len(out.records) == maxRecordsPerMessage || size+len(sr.enc) > maxValueMessageBytes {
 				break
 			}
+			if records.Verify(sr.rec, unixTime(now)) != nil {
+				continue // a node verifies what it returns, not only what it stores
+			}
 			out.records = append(out.records, sr.enc)
 			size += len(sr.enc)
 		}
@@ -738,7 +741,9 @@ func (c *Core) Resolve(now time.Time, key identity.Key, o SearchOptions) OpID {
 		return c.fail(op, err)
 	}
 	for _, sr := range c.store.get(key, ns) {
-		op.addRecord(sr.rec)
+		if records.Verify(sr.rec, now) == nil {
+			op.addRecord(sr.rec)
+		}
 	}
 	c.startLookup(ns, op)
 	return op.id

@@ -103,24 +103,43 @@ func TestForgedAndReplayedRecordsRefused(t *testing.T) {
 		})
 	}
 
-	// A node that answers with a forged record (planted past its own checks) is not believed.
+	// A node that answers with a forged record is not believed. evil's honest code
+	// would not send it (it verifies what it returns), so the test rewrites evil's
+	// VALUE answer into one carrying the forged record, sealed with evil's real session.
 	forged := *cur
 	forged.Seq = cur.Seq + 100
 	forgedEnc, _ := records.Encode(&forged)
 	for _, tn := range n.nodes {
-		if tn != evil {
-			delete(tn.core.store.m, cur.Key())
-		}
+		delete(tn.core.store.m, cur.Key())
 	}
-	evil.core.store.m[cur.Key()] = &slot{recs: []*storedRecord{{rec: &forged, enc: forgedEnc, expires: forged.Expires.UnixNano()}}}
 	delete(pub.core.owned, cur.Key())
+	rewritten := 0
+	n.drop = func(from, to netip.AddrPort, data []byte) bool {
+		if from != evil.addr || to != reader.addr || data[1] != ptData {
+			return false
+		}
+		for _, req := range reader.core.pending {
+			if req.peer == evil.core.ID() && req.expect == mValue {
+				s := evil.core.sess.byPeer[reader.core.ID()]
+				fake := s.seal(evil.core.hk.tag, appendMsg(nil, &msg{typ: mValue, reqID: req.id, records: [][]byte{forgedEnc}}))
+				n.inq = append(n.inq, pkt{at: n.now.Add(n.latency), from: from, to: to, data: fake})
+				rewritten++
+				return true
+			}
+		}
+		return false
+	}
 	before := rejected(n)
 	got := n.wait(reader, reader.core.Resolve(n.now, cur.Key(), SearchOptions{}), time.Minute)
+	n.drop = nil
+	if rewritten == 0 {
+		t.Fatal("evil was never asked")
+	}
 	if !errors.Is(got.Err, ErrNotFound) || len(got.Records) != 0 {
 		t.Fatalf("forged answer: err=%v records=%d", got.Err, len(got.Records))
 	}
-	if rejected(n) == before {
-		t.Error("forged answer not counted as rejected")
+	if rejected(n) < before+uint64(rewritten) {
+		t.Errorf("forged answers: %d rejected, want %d", rejected(n)-before, rewritten)
 	}
 }
 
