@@ -105,7 +105,8 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		return dns.RcodeServerFailure, plugin.Error(pluginName, err)
 	}
 
-	m.Answer, m.Extra = answerRRs(ans, qname, zone, qtype, ans.TTL(p.now()))
+	// Owner names keep the question's case (0x20-randomising resolvers).
+	m.Answer, m.Extra = answerRRs(ans, state.QName(), zone, qtype, ans.TTL(p.now()))
 	if len(m.Answer) == 0 {
 		m.Ns = []dns.RR{p.soa(zone)}
 	}

@@ -132,7 +132,7 @@ func TestServeDNS(t *testing.T) {
 		{Qname: wwwName, Qtype: dns.TypeA, Authoritative: true,
 			Answer: []dns.RR{test.A(wwwName + " 30 IN A 192.0.2.1")}},
 		{Qname: strings.ToUpper(wwwName), Qtype: dns.TypeA, Authoritative: true,
-			Answer: []dns.RR{test.A(wwwName + " 30 IN A 192.0.2.1")}},
+			Answer: []dns.RR{test.A(strings.ToUpper(wwwName) + " 30 IN A 192.0.2.1")}},
 		{Qname: wwwName, Qtype: dns.TypeAAAA, Authoritative: true,
 			Answer: []dns.RR{test.AAAA(wwwName + " 30 IN AAAA 2001:db8::1")}},
 		{Qname: wwwName, Qtype: dns.TypeTXT, Authoritative: true,
