@@ -218,8 +218,8 @@ type partial struct {
 	parts    [][]byte
 }
 
-// reasmStats counts what the reassembler did, for the driver's statistics.
-type reasmStats struct {
+// ReassemblyStats counts what the driver's fragment reassembly did (NetStats.Reassembly).
+type ReassemblyStats struct {
 	Completed  uint64 // messages reassembled from fragments
 	Duplicates uint64 // fragments already held
 	Expired    uint64 // partial messages dropped at their deadline
@@ -243,7 +243,7 @@ type reassembler struct {
 	earliest time.Time
 	buffered int
 	seq      uint64
-	stats    reasmStats
+	stats    ReassemblyStats
 }
 
 func newReassembler(cfg reasmConfig) *reassembler {

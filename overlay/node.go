@@ -115,7 +115,7 @@ type Node struct {
 	done   chan struct{} // closed when the loop has returned
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // readers and bootstrap goroutines
+	wg     sync.WaitGroup // readers, rejoin and discovery goroutines
 	once   sync.Once
 
 	// Loop-owned state.
@@ -180,7 +180,7 @@ type NetStats struct {
 	MessagesTooLarge          uint64 // outgoing messages over the fragmentation limit (dropped)
 	FramesRejected            uint64 // incoming datagrams refused by the framing layer
 	InboxDrops                uint64 // datagrams dropped because the event loop fell behind
-	Reassembly                reasmStats
+	Reassembly                ReassemblyStats
 }
 
 // NewNode validates cfg and creates a node; Start brings it up.
