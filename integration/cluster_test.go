@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os/exec"
 	"slices"
@@ -56,8 +57,12 @@ func startCloud(ctx context.Context, t *testing.T, n int, cloud string) []*membe
 			Unsecured: []string{fmt.Sprintf("shared 198.51.100.%d", i+1)},
 			TTL:       cloudTTL, Timeout: "2s", Lifetime: cloudLifetime.String(),
 		}
-		if i == 2 {
+		switch i {
+		case 2:
 			spec.Extra = []string{"srv node3 ssh tcp 2222 10 5", `txt node3 "hello world" v=1`}
+		case 3:
+			// TXT data too large for a 512-byte UDP answer.
+			spec.Extra = []string{"txt node4 " + strings.Join(bigTXT(), " ")}
 		}
 		ms[i] = &member{id: id, name: securedName(t, id, label), addrs: addrs}
 		if i == 0 {
@@ -181,6 +186,54 @@ func TestFiveNodeCloud(t *testing.T) {
 		}
 		if r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0 {
 			t.Errorf("SRV of an unpublished service answered: %v", r.Answer)
+		}
+	})
+
+	t.Run("truncation and EDNS0", func(t *testing.T) {
+		srv, owner := ms[0].srv, ms[3].name
+		want := bigTXT()
+		txtOf := func(r *dns.Msg) []string {
+			var out []string
+			for _, rr := range r.Answer {
+				if t, ok := rr.(*dns.TXT); ok {
+					out = append(out, t.Txt...)
+				}
+			}
+			slices.Sort(out)
+			return out
+		}
+		var r *dns.Msg
+		err := eventually(ctx, func(ctx context.Context) error {
+			var err error
+			r, err = query(ctx, "tcp", srv.dnsAddr, owner, dns.TypeTXT)
+			if err != nil || r.Rcode != dns.RcodeSuccess {
+				return fmt.Errorf("TXT %s over TCP: %v %v: %w", owner, err, r, errNotYet)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := txtOf(r); !slices.Equal(got, want) {
+			t.Fatalf("TXT over TCP: %d strings, want %d", len(got), len(want))
+		}
+		// Plain UDP, no EDNS0: 512 bytes at most, so the answer is cut and TC set.
+		m := new(dns.Msg)
+		m.SetQuestion(owner, dns.TypeTXT)
+		wire, n, err := exchangeRaw(ctx, srv.dnsAddr, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !wire.Truncated || n > 512 {
+			t.Errorf("UDP without EDNS0: TC=%v, %d bytes; want TC=1 within 512 bytes", wire.Truncated, n)
+		}
+		// UDP with EDNS0 and a 1232-byte buffer: everything fits.
+		r, err = query(ctx, "udp", srv.dnsAddr, owner, dns.TypeTXT)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Truncated || !slices.Equal(txtOf(r), want) || r.IsEdns0() == nil {
+			t.Errorf("UDP with EDNS0: TC=%v, %d strings, OPT %v; want the whole answer with OPT", r.Truncated, len(txtOf(r)), r.IsEdns0())
 		}
 	})
 
@@ -364,6 +417,42 @@ func TestFiveNodeCloud(t *testing.T) {
 		}
 		t.Logf("dead node's record gone %v after SIGKILL (lifetime %v)", time.Since(killed).Round(time.Second), cloudLifetime)
 	})
+}
+
+// exchangeRaw sends m over UDP and returns the reply with its size on the
+// wire.
+func exchangeRaw(ctx context.Context, addr string, m *dns.Msg) (*dns.Msg, int, error) {
+	b, err := m.Pack()
+	if err != nil {
+		return nil, 0, err
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "udp", addr)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(3 * time.Second)); err != nil {
+		return nil, 0, err
+	}
+	if _, err := c.Write(b); err != nil {
+		return nil, 0, err
+	}
+	buf := make([]byte, 65535)
+	n, err := c.Read(buf)
+	if err != nil {
+		return nil, 0, err
+	}
+	r := new(dns.Msg)
+	if err := r.Unpack(buf[:n]); err != nil {
+		return nil, n, fmt.Errorf("unpack %d-byte reply: %w", n, err)
+	}
+	return r, n, nil
+}
+
+// bigTXT returns three 200-character TXT strings, sorted.
+func bigTXT() []string {
+	return []string{strings.Repeat("a", 200), strings.Repeat("b", 200), strings.Repeat("c", 200)}
 }
 
 func splitHostPort(t testing.TB, hostport string) (string, string) {
