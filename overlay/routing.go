@@ -35,15 +35,19 @@ type routingTable struct {
 	repl    int
 }
 
-func (rt *routingTable) bucketFor(id identity.Key) (int, *bucket) {
+// bucketFor returns the bucket id belongs in. With create, missing buckets are
+// allocated, counting as refreshed at now (a bucket is only worth a refresh
+// lookup once it has gone RefreshInterval without one); without, it returns
+// nil for a bucket that does not exist.
+func (rt *routingTable) bucketFor(id identity.Key, create bool, now int64) *bucket {
 	i := commonPrefixLen(rt.self, id)
-	if i >= 256 {
-		return -1, nil
+	if i >= 256 || !create && i >= len(rt.buckets) {
+		return nil
 	}
 	for len(rt.buckets) <= i {
-		rt.buckets = append(rt.buckets, bucket{})
+		rt.buckets = append(rt.buckets, bucket{lastLookup: now})
 	}
-	return i, &rt.buckets[i]
+	return &rt.buckets[i]
 }
 
 func findContact(cs []rtContact, id identity.Key) int {
@@ -63,7 +67,7 @@ type seenResult struct {
 
 // seen records an authenticated message from id at addr.
 func (rt *routingTable) seen(id identity.Key, addr netip.AddrPort, now int64, pingAge int64) seenResult {
-	_, b := rt.bucketFor(id)
+	b := rt.bucketFor(id, true, now)
 	if b == nil {
 		return seenResult{}
 	}
@@ -108,7 +112,7 @@ func (rt *routingTable) seen(id identity.Key, addr netip.AddrPort, now int64, pi
 // (promoting the freshest replacement) once fails reaches maxFails. It
 // reports whether the contact was evicted.
 func (rt *routingTable) failed(id identity.Key, maxFails int) bool {
-	_, b := rt.bucketFor(id)
+	b := rt.bucketFor(id, false, 0)
 	if b == nil {
 		return false
 	}
@@ -131,7 +135,7 @@ func (rt *routingTable) failed(id identity.Key, maxFails int) bool {
 
 // remove drops id (it left, or failed a liveness check).
 func (rt *routingTable) remove(id identity.Key) bool {
-	_, b := rt.bucketFor(id)
+	b := rt.bucketFor(id, false, 0)
 	if b == nil {
 		return false
 	}
