@@ -5,7 +5,7 @@
 # run, with the same dnsperf settings. Prints a Markdown summary.
 #
 # Usage: integration/bench/dnsperf.sh [-n NAMES] [-l SECONDS] [-c CLIENTS] [-r ROUNDS]
-# (defaults: 1000 names, 5 s per measurement, 8 clients, 8 rounds of each kind)
+# (defaults: 1000 names, 5 s per measurement, 8 clients, 8 rounds)
 # Needs: go, dnsperf (apt-get install dnsperf), ss (iproute2).
 #
 # Two processes run: a publisher node that publishes the N names on the
@@ -164,29 +164,5 @@ for ((r = 1; r <= rounds; r++)); do
 done
 median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}')
 awk -v p="$sum_p" -v h="$sum_h" -v r="$rounds" -v m="$median" 'BEGIN {printf "| mean | %.0f | %.0f | %.3f (median of rounds **%.3f**) |\n", h / r, p / r, p / h, m}'
-
-# Paired rounds: both zones queried at the same time by two dnsperf
-# processes with the same settings. Both halves then see exactly the same
-# background load, so their ratio compares the cost of one answer from
-# each plugin even on a busy machine (each gets roughly half the server).
-echo
-echo "| paired round | hosts plugin (QPS) | peername cache (QPS) | ratio |"
-echo "|---|---|---|---|"
-pratios=()
-for ((r = 1; r <= rounds; r++)); do
-  qps "$work/hosts.q" >"$work/h.out" &
-  hp=$!
-  qps "$work/peer.q" >"$work/p.out" &
-  pp=$!
-  wait "$hp" "$pp"
-  read -r h hl <"$work/h.out"
-  read -r p pl <"$work/p.out"
-  ratio=$(awk -v p="$p" -v h="$h" 'BEGIN {printf "%.3f", p / h}')
-  pratios+=("$ratio")
-  echo "| $r | $h (lost $hl) | $p (lost $pl) | $ratio |"
-done
-pmedian=$(printf '%s\n' "${pratios[@]}" | sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}')
-echo "| median | | | **$pmedian** |"
-
 echo
 echo "names=$names seconds=$seconds clients=$clients rounds=$rounds; $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(go version | cut -d' ' -f3); dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}')"
