@@ -247,6 +247,11 @@ func contactScratch() []contact {
 	return (*contactPool.Get().(*[]contact))[:0]
 }
 
+func putContactScratch(cs []contact) {
+	cs = cs[:0]
+	contactPool.Put(&cs)
+}
+
 // reply answers a request on the session it arrived on.
 func (c *Core) reply(now int64, s *session, m *msg) {
 	c.sess.touch(s, now)
@@ -257,8 +262,7 @@ func (c *Core) reply(now int64, s *session, m *msg) {
 		scratchPool.Put(bp)
 	}
 	if cap(m.contacts) == maxContactsPerMessage {
-		cs := m.contacts[:0]
-		contactPool.Put(&cs)
+		putContactScratch(m.contacts)
 	}
 }
 
@@ -466,7 +470,9 @@ func (c *Core) onData(now int64, from netip.AddrPort, data []byte) {
 		c.st.HandshakesCompleted++
 		c.adoptSession(s)
 	}
-	m, err := decodeMsg(plain)
+	cbuf := contactScratch()
+	defer putContactScratch(cbuf)
+	m, err := decodeMsgInto(plain, cbuf) // contacts are copied by whoever keeps them
 	if err != nil {
 		c.st.DroppedMalformed++
 		return

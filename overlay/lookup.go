@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 
@@ -101,8 +102,9 @@ func (op *operation) addCandidate(c contact, hop int, ref int32, self identity.K
 	if c.ID == self || len(op.all) >= maxCandidates || canReach != nil && !canReach(c.Addr) {
 		return
 	}
+	p := binary.BigEndian.Uint64(c.ID[:8])
 	for i := range op.all {
-		if op.all[i].hasID && op.all[i].c.ID == c.ID {
+		if binary.BigEndian.Uint64(op.all[i].c.ID[:8]) == p && op.all[i].hasID && op.all[i].c.ID == c.ID {
 			return
 		}
 	}
@@ -181,6 +183,10 @@ func (c *Core) startInternalLookup(now int64, kind opKind, target identity.Key) 
 // startLookup seeds the candidates from the routing table and sends the first requests.
 func (c *Core) startLookup(now int64, op *operation) {
 	op.foundRef, op.keysRef = -1, -1
+	if op.all == nil {
+		op.all = make([]cand, 0, 4*c.cfg.K)
+		op.order = make([]int32, 0, 4*c.cfg.K)
+	}
 	if i := commonPrefixLen(c.id, op.target); i < len(c.rt.buckets) {
 		c.rt.buckets[i].lastLookup = now
 	}

@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"encoding/binary"
 	"net/netip"
 
 	"github.com/peername/peername/identity"
@@ -51,8 +52,9 @@ func (rt *routingTable) bucketFor(id identity.Key, create bool, now int64) *buck
 }
 
 func findContact(cs []rtContact, id identity.Key) int {
+	p := binary.BigEndian.Uint64(id[:8]) // compare a word before the whole key
 	for i := range cs {
-		if cs[i].id == id {
+		if binary.BigEndian.Uint64(cs[i].id[:8]) == p && cs[i].id == id {
 			return i
 		}
 	}

@@ -264,8 +264,9 @@ func appendContacts(b []byte, cs []contact) []byte {
 
 // reader is a bounds-checked cursor; the first failure sticks.
 type reader struct {
-	b   []byte
-	err error
+	b    []byte
+	err  error
+	cbuf []contact // optional storage for decoded contacts
 }
 
 func (r *reader) fail(what string) {
@@ -350,7 +351,12 @@ func (r *reader) contacts() []contact {
 	if n == 0 || r.err != nil {
 		return nil
 	}
-	cs := make([]contact, n)
+	var cs []contact
+	if cap(r.cbuf) >= n {
+		cs = r.cbuf[:n]
+	} else {
+		cs = make([]contact, n)
+	}
 	for i := range cs {
 		cs[i].ID = r.key("contact id")
 		cs[i].Addr = r.addr("contact address")
@@ -360,8 +366,12 @@ func (r *reader) contacts() []contact {
 
 // decodeMsg strictly decodes a DATA plaintext: every field in range, no
 // trailing bytes. Record bytes are returned as sub-slices of b (not decoded).
-func decodeMsg(b []byte) (msg, error) {
-	r := reader{b: b}
+func decodeMsg(b []byte) (msg, error) { return decodeMsgInto(b, nil) }
+
+// decodeMsgInto is decodeMsg decoding contacts into cbuf when it is large
+// enough (the caller must not keep m.contacts past cbuf's reuse).
+func decodeMsgInto(b []byte, cbuf []contact) (msg, error) {
+	r := reader{b: b, cbuf: cbuf}
 	var m msg
 	m.typ = r.u8("message type")
 	if m.typ == mLeave {
