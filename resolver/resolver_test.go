@@ -125,7 +125,7 @@ func (f *fakeOverlay) Search(ctx context.Context, key identity.Key) ([]*records.
 
 func newResolver(t testing.TB, s Searcher, c *clock, mod func(*Config)) *Resolver {
 	t.Helper()
-	cfg := Config{Searcher: s, Now: c.Now, TTL: time.Minute, NegativeTTL: 5 * time.Second, Timeout: 5 * time.Second}
+	cfg := Config{Searcher: s, Now: c.Now, TTL: time.Minute, NegativeTTL: 5 * time.Second, Timeout: time.Minute}
 	if mod != nil {
 		mod(&cfg)
 	}
