@@ -77,7 +77,20 @@ func TestUnmodifiedApplication(t *testing.T) {
 		}
 	}
 
+	// Every host also serves boot.test. (file plugin): SRV records naming
+	// the seed of the cloud, for "bootstrap dns:boot.test".
 	overlayPort := uint16(3540)
+	zoneFile := filepath.Join(dir, "boot.test.zone")
+	zoneData := fmt.Sprintf(`$ORIGIN boot.test.
+@      60 IN SOA ns.boot.test. hostmaster.boot.test. 1 3600 600 86400 60
+@      60 IN NS  ns.boot.test.
+ns     60 IN A   %[1]s
+seed1  60 IN A   %[1]s
+_peername._udp 60 IN SRV 10 10 %[2]d seed1.boot.test.
+`, hs[0].addr, overlayPort)
+	if err := os.WriteFile(zoneFile, []byte(zoneData), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for i, h := range hs {
 		label := fmt.Sprintf("host%d", i+1)
 		id, key := newKey(t, dir, label+".key")
@@ -85,6 +98,7 @@ func TestUnmodifiedApplication(t *testing.T) {
 		spec := nodeSpec{
 			Label: label, Host: h.addr.String(), DNSPort: 53, NetNS: h.ns, Cloud: "it-netns", KeyFile: key,
 			Overlay: netip.AddrPortFrom(h.addr, overlayPort), TTL: 2, Timeout: "2s",
+			ExtraZones: fmt.Sprintf("boot.test.:53 {\n    bind %s\n    file %s\n}\n", h.addr, zoneFile),
 		}
 		if i == 1 {
 			// No address given: the node publishes its own.
@@ -130,6 +144,17 @@ func TestUnmodifiedApplication(t *testing.T) {
 				t.Error(err)
 			}
 		}
+	}
+
+	// The CLI, run on host 3, finds the cloud through the SRV records its
+	// own resolver (host 3's CoreDNS) serves, and resolves host 1's name
+	// over the overlay.
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", hs[2].ns, bin.peername, "resolve",
+		"-cloud", "it-netns", "-timeout", "15s", "-bootstrap", "dns:boot.test", hs[0].name).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "address   "+hs[0].pubIP.String()) {
+		t.Errorf("peername resolve -bootstrap dns:boot.test in %s: %v\n%s", hs[2].ns, err, out)
+	} else {
+		t.Logf("peername resolve -bootstrap dns:boot.test in %s:\n%s", hs[2].ns, out)
 	}
 }
 
