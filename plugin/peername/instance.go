@@ -98,6 +98,9 @@ func (inst *instance) nodeConfig() nodeConfig {
 		Bootstrap:      inst.cfg.bootstrap,
 		Cloud:          inst.cfg.cloud,
 		RecordLifetime: inst.cfg.lifetime,
+		StateDir:       inst.cfg.stateDir,
+		LinkLocal:      inst.cfg.linkLocal,
+		LinkLocalIface: inst.cfg.linkIface,
 	}
 }
 

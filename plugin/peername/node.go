@@ -69,6 +69,20 @@ type nodeConfig struct {
 	Bootstrap      []bootstrapSpec
 	Cloud          string
 	RecordLifetime time.Duration
+	// StateDir is where the node keeps its state across restarts; empty
+	// means none.
+	StateDir string
+	// LinkLocal enables link-local discovery on LinkLocalIface (empty:
+	// the kernel's choice): the node answers probes and probes for seeds.
+	LinkLocal      bool
+	LinkLocalIface string
+}
+
+// sameSettings reports whether c and o configure a node the same way
+// beyond its key (settings a reload cannot change on a running node).
+func (c nodeConfig) sameSettings(o nodeConfig) bool {
+	return slices.Equal(c.Bootstrap, o.Bootstrap) && c.RecordLifetime == o.RecordLifetime &&
+		c.StateDir == o.StateDir && c.LinkLocal == o.LinkLocal && c.LinkLocalIface == o.LinkLocalIface
 }
 
 // key identifies a node in the process-wide registry: the same identity,
@@ -91,6 +105,7 @@ const startTimeout = 10 * time.Second
 type sharedNode struct {
 	reg  *nodeRegistry
 	key  string
+	cfg  nodeConfig
 	node overlayNode
 	id   *identity.Identity
 	refs int // guarded by reg.mu
@@ -121,6 +136,9 @@ func (r *nodeRegistry) acquire(ctx context.Context, cfg nodeConfig) (*sharedNode
 	k := cfg.key()
 	if s, ok := r.nodes[k]; ok {
 		s.refs++
+		if !s.cfg.sameSettings(cfg) {
+			log.Warningf("overlay node on %v keeps running with its bootstrap, lifetime, state and linklocal settings; changes to them take effect after a restart", cfg.Listen)
+		}
 		return s, nil
 	}
 	n, err := r.newNode(cfg)
@@ -133,7 +151,7 @@ func (r *nodeRegistry) acquire(ctx context.Context, cfg nodeConfig) (*sharedNode
 		return nil, fmt.Errorf("start overlay node on %v: %w", cfg.Listen, err)
 	}
 	s := &sharedNode{
-		reg: r, key: k, node: n, id: cfg.Identity, refs: 1,
+		reg: r, key: k, cfg: cfg, node: n, id: cfg.Identity, refs: 1,
 		claims: make(map[identity.Name]int),
 		stop:   make(chan struct{}), done: make(chan struct{}),
 	}

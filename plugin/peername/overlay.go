@@ -15,9 +15,6 @@ import (
 // netNode adapts an *overlay.Node to overlayNode.
 type netNode struct {
 	*overlay.Node
-	// alone: no bootstrap configured, so this node is knowingly a cloud's
-	// first node and a name it cannot find does not exist.
-	alone bool
 }
 
 // newOverlayNode creates the real UDP overlay node for cfg.
@@ -34,6 +31,11 @@ func newOverlayNode(cfg nodeConfig) (overlayNode, error) {
 	if len(static) > 0 {
 		boots = append(boots, overlay.StaticBootstrap{Addrs: static})
 	}
+	var ll *overlay.LinkLocalConfig
+	if cfg.LinkLocal {
+		ll = &overlay.LinkLocalConfig{Interface: cfg.LinkLocalIface}
+		boots = append(boots, overlay.LinkLocalBootstrap{Interface: cfg.LinkLocalIface, Cloud: cfg.Cloud})
+	}
 	n, err := overlay.NewNode(overlay.NodeConfig{
 		Identity:  cfg.Identity,
 		Listen:    cfg.Listen,
@@ -41,11 +43,13 @@ func newOverlayNode(cfg nodeConfig) (overlayNode, error) {
 		Cloud:     cfg.Cloud,
 		Core:      overlay.Config{RecordLifetime: cfg.RecordLifetime},
 		Logger:    slog.New(clogHandler{}),
+		StateDir:  cfg.StateDir,
+		LinkLocal: ll,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &netNode{Node: n, alone: len(cfg.Bootstrap) == 0}, nil
+	return &netNode{Node: n}, nil
 }
 
 // Search implements overlayNode.
@@ -54,10 +58,22 @@ func (n *netNode) Search(ctx context.Context, key identity.Key) ([]*records.Reco
 	switch {
 	case errors.Is(err, overlay.ErrNotFound):
 		return nil, fmt.Errorf("%w: %w", resolver.ErrNotFound, err)
-	case errors.Is(err, overlay.ErrAlone) && n.alone:
+	case errors.Is(err, overlay.ErrAlone) && n.knowinglyAlone():
 		return nil, fmt.Errorf("%w: %w", resolver.ErrNotFound, err)
 	}
 	return recs, err
+}
+
+// knowinglyAlone reports whether the node is alone because there is nobody
+// to find (no seeds configured, or its providers found none), rather than
+// because the seeds it knows did not answer. Only then does "nobody has
+// this name" mean the name does not exist.
+func (n *netNode) knowinglyAlone() bool {
+	switch n.Node.NetStats().AloneReason {
+	case overlay.AloneNoSeedsConfigured, overlay.AloneNoSeedsFound:
+		return true
+	}
+	return false
 }
 
 // Publish implements overlayNode. A node with no peer yet stores its record

@@ -50,6 +50,9 @@ type config struct {
 	negTTL       time.Duration
 	timeout      time.Duration
 	lifetime     time.Duration
+	stateDir     string
+	linkLocal    bool
+	linkIface    string
 }
 
 // publication is one name this node publishes.
@@ -69,6 +72,9 @@ func setup(c *caddy.Controller) error {
 	root := dnsserver.GetConfig(c).Root
 	if !filepath.IsAbs(cfg.identityFile) && root != "" {
 		cfg.identityFile = filepath.Join(root, cfg.identityFile)
+	}
+	if cfg.stateDir != "" && !filepath.IsAbs(cfg.stateDir) && root != "" {
+		cfg.stateDir = filepath.Join(root, cfg.stateDir)
 	}
 	id, created, err := identity.LoadOrCreate(cfg.identityFile)
 	if err != nil {
@@ -210,6 +216,19 @@ func parse(c *caddy.Controller) (*config, error) {
 					cfg.timeout = d
 				} else {
 					cfg.lifetime = d
+				}
+			case "state":
+				if len(args) != 1 || args[0] == "" {
+					return nil, c.ArgErr()
+				}
+				cfg.stateDir = args[0]
+			case "linklocal":
+				if len(args) > 1 {
+					return nil, c.ArgErr()
+				}
+				cfg.linkLocal = true
+				if len(args) == 1 {
+					cfg.linkIface = args[0]
 				}
 			case "fallthrough":
 				cfg.fall.SetZonesFromArgs(args)

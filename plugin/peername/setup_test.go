@@ -64,8 +64,13 @@ func TestParse(t *testing.T) {
 			negative_ttl 3
 			timeout 1500ms
 			lifetime 10m
+			state /var/lib/peername/state
+			linklocal eth0
 			fallthrough example.org
 		}`, check: func(t *testing.T, c *config) {
+			if c.stateDir != "/var/lib/peername/state" || !c.linkLocal || c.linkIface != "eth0" {
+				t.Errorf("state %q linklocal %v %q", c.stateDir, c.linkLocal, c.linkIface)
+			}
 			want := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:3541"), netip.MustParseAddrPort("[::1]:3541"), netip.MustParseAddrPort("10.0.0.1:3540")}
 			if !slices.Equal(c.listen, want) {
 				t.Errorf("listen %v", c.listen)
@@ -106,6 +111,13 @@ func TestParse(t *testing.T) {
 		}},
 		{input: "peername\npeername", wantErr: "only be used once"},
 		{input: "peername {\nbogus\n}", wantErr: "unknown property"},
+		{input: "peername {\nstate\n}", wantErr: "Wrong argument count"},
+		{input: "peername {\nlinklocal eth0 eth1\n}", wantErr: "Wrong argument count"},
+		{input: "peername {\nlinklocal\n}", check: func(t *testing.T, c *config) {
+			if !c.linkLocal || c.linkIface != "" {
+				t.Fatalf("linklocal %v %q", c.linkLocal, c.linkIface)
+			}
+		}},
 		{input: "peername {\nidentity\n}", wantErr: "Wrong argument count"},
 		{input: "peername {\nidentity a b\n}", wantErr: "Wrong argument count"},
 		{input: "peername {\nlisten\n}", wantErr: "Wrong argument count"},
@@ -417,6 +429,41 @@ func TestEndpoints(t *testing.T) {
 			t.Parallel()
 			if got := endpoints(tc.configured, tc.bound); !tc.want(got) {
 				t.Fatalf("endpoints = %v", got)
+			}
+		})
+	}
+}
+
+func TestSameSettings(t *testing.T) {
+	t.Parallel()
+	base := nodeConfig{
+		Identity:  testIdentity(1),
+		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:3540")},
+		Bootstrap: []bootstrapSpec{{Addr: netip.MustParseAddrPort("127.0.0.1:3541")}},
+		Cloud:     "global", RecordLifetime: time.Hour,
+	}
+	tests := []struct {
+		name   string
+		change func(*nodeConfig)
+		same   bool
+	}{
+		{name: "identical", change: func(*nodeConfig) {}, same: true},
+		{name: "identity loaded again", change: func(c *nodeConfig) { c.Identity = testIdentity(1) }, same: true},
+		{name: "bootstrap", change: func(c *nodeConfig) { c.Bootstrap = nil }},
+		{name: "lifetime", change: func(c *nodeConfig) { c.RecordLifetime = time.Minute }},
+		{name: "state", change: func(c *nodeConfig) { c.StateDir = "/tmp/x" }},
+		{name: "linklocal", change: func(c *nodeConfig) { c.LinkLocal = true }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := base
+			tc.change(&o)
+			if got := base.sameSettings(o); got != tc.same {
+				t.Fatalf("sameSettings = %v, want %v", got, tc.same)
+			}
+			if base.key() != o.key() {
+				t.Fatal("settings changed the node key")
 			}
 		})
 	}
