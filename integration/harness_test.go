@@ -131,10 +131,61 @@ type server struct {
 	waitErr   error
 }
 
-// startServer writes the Corefile for spec and starts CoreDNS; it does not
-// wait for readiness (see waitReady). The process is stopped when the test
-// ends, and its log is printed if the test failed.
+// startServer writes the Corefile for spec and starts CoreDNS. On loopback
+// it waits until the DNS port answers (CoreDNS binds the overlay socket and
+// joins in OnStartup, before it listens for DNS), and if another process
+// took one of the free ports picked for it in the meantime, it starts again
+// on new ports. It does not wait for readiness (see waitReady). The process
+// is stopped when the test ends, and its log is printed if the test failed.
 func startServer(t testing.TB, spec nodeSpec) *server {
+	t.Helper()
+	auto := spec.NetNS == "" && spec.DNSPort == 0 && !spec.Overlay.IsValid()
+	for attempt := 1; ; attempt++ {
+		s := launchServer(t, spec)
+		if spec.NetNS != "" {
+			return s
+		}
+		err := s.waitListening(60 * time.Second)
+		if !errors.Is(err, errPortInUse) || !auto || attempt == 3 {
+			return s
+		}
+		t.Logf("%s: a port picked for it was taken by another process; starting again on new ports", spec.Label)
+	}
+}
+
+// errPortInUse reports a server that exited because a port was taken.
+var errPortInUse = errors.New("address already in use")
+
+// waitListening waits until the server answers a DNS query (any answer),
+// exits, or the timeout passes; only an exit for a taken port is an error.
+func (s *server) waitListening(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		qctx, qcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		_, err := query(qctx, "udp", s.dnsAddr, zone, dns.TypeSOA)
+		qcancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-s.exited:
+			if b, _ := os.ReadFile(s.logPath); bytes.Contains(b, []byte("address already in use")) {
+				return errPortInUse
+			}
+			return nil // waitReady reports the exit with the log
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// launchServer picks the ports spec leaves open, writes the Corefile and
+// starts the process.
+func launchServer(t testing.TB, spec nodeSpec) *server {
 	t.Helper()
 	if spec.Host == "" {
 		spec.Host = "127.0.0.1"
@@ -450,3 +501,5 @@ func hasSOA(r *dns.Msg) bool {
 	}
 	return false
 }
+
+func itoa(i int) string { return fmt.Sprint(i) }
