@@ -1,10 +1,14 @@
 package peername
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
+	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
 )
 
@@ -67,5 +71,49 @@ func TestOverlayEndToEnd(t *testing.T) {
 	}
 	if msg := query(t, insts[1].handler, gamma, dns.TypeA); msg.Rcode != dns.RcodeNameError {
 		t.Fatalf("gamma after shutdown: %v", msg)
+	}
+}
+
+// TestAloneAnswers: a node that is alone because it has no seed is the
+// whole cloud, so a name it does not hold does not exist (NXDOMAIN); a node
+// whose seeds did not answer cannot know, so it answers SERVFAIL.
+func TestAloneAnswers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real UDP nodes")
+	}
+	t.Parallel()
+	// A UDP port nobody answers on: bound here and never read.
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	tests := []struct {
+		name      string
+		bootstrap string
+		want      int
+	}{
+		{name: "no seed configured", want: dns.RcodeNameError},
+		{name: "seed does not answer", bootstrap: "bootstrap " + dead.LocalAddr().String(), want: dns.RcodeServerFailure},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			reg := &nodeRegistry{newNode: newOverlayNode, nodes: map[string]*sharedNode{}}
+			corefile := fmt.Sprintf("peername {\nlisten 127.0.0.1:0\ncloud alone-test\ntimeout 1s\n%s\n}", tc.bootstrap)
+			inst := newTestInstance(t, reg, testIdentity(byte(60+i)), corefile)
+			if err := inst.startup(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = inst.shutdown() }()
+			eventually(t, "ready", inst.handler.Ready)
+			m := new(dns.Msg)
+			m.SetQuestion("nobody.0.peer.alt.", dns.TypeA)
+			rec := dnstest.NewRecorder(&test.ResponseWriter{})
+			code, _ := inst.handler.ServeDNS(context.Background(), rec, m)
+			if code != tc.want {
+				t.Fatalf("rcode %s, want %s", dns.RcodeToString[code], dns.RcodeToString[tc.want])
+			}
+		})
 	}
 }
