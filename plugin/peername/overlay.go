@@ -76,6 +76,13 @@ func (n *netNode) knowinglyAlone() bool {
 	return false
 }
 
+// Ready implements overlayNode: the node has joined (it has peers) or is
+// knowingly alone as its cloud's first node. A node whose seeds did not
+// answer is not ready; it keeps trying to join.
+func (n *netNode) Ready() bool {
+	return n.Node.Ready() && (n.Node.Stats().RoutingTableSize > 0 || n.knowinglyAlone())
+}
+
 // Publish implements overlayNode. A node with no peer yet stores its record
 // locally and keeps republishing it; that is reported as errOnlyLocal.
 func (n *netNode) Publish(ctx context.Context, tmpl *records.Record) (*records.Record, error) {
