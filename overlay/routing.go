@@ -207,7 +207,7 @@ func (rt *routingTable) insertBucket(dst []contact, base, bi int, target identit
 		if len(cur) == n && !closer(c.id, cur[n-1].ID, target) {
 			continue
 		}
-		if c.id == skip {
+		if binary.BigEndian.Uint64(c.id[:8]) == binary.BigEndian.Uint64(skip[:8]) && c.id == skip {
 			continue
 		}
 		pos := len(cur)
