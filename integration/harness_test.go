@@ -213,6 +213,16 @@ func launchServer(t testing.TB, spec nodeSpec) *server {
 		exited:    make(chan struct{}),
 	}
 	corefile := s.writeCorefile(t, spec)
+	s.start(t, dir, corefile)
+	return s
+}
+
+// start runs CoreDNS on s.corefile in dir (inside s.spec.NetNS if set),
+// and registers its stop, the log checks and, on failure, the printing of
+// corefile and the log.
+func (s *server) start(t testing.TB, dir, corefile string) {
+	t.Helper()
+	spec := s.spec
 	logf, err := os.Create(s.logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +254,6 @@ func launchServer(t testing.TB, spec nodeSpec) *server {
 			t.Logf("=== %s Corefile:\n%s=== %s log (last 60 lines):\n%s", spec.Label, corefile, spec.Label, s.logTail(60))
 		}
 	})
-	return s
 }
 
 // writeCorefile renders the Corefile for spec (whose ports are already

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // Paths of the binaries TestMain builds once per test-binary run.
@@ -128,6 +130,9 @@ func goTool() string {
 }
 
 func runHelper(h string) int {
+	if q, ok := strings.CutPrefix(h, "dns:"); ok {
+		return helperDNS(strings.Fields(q))
+	}
 	url, ok := strings.CutPrefix(h, "ready:")
 	if !ok {
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", h)
@@ -144,6 +149,32 @@ func runHelper(h string) int {
 	if resp.StatusCode != http.StatusOK {
 		fmt.Fprintf(os.Stderr, "%s: %s\n", resp.Status, bytes.TrimSpace(body))
 		return 1
+	}
+	return 0
+}
+
+// helperDNS sends one query, args "NETWORK ADDR NAME TYPE", and prints
+// "rcode=RCODE aa=BOOL" and then every answer record, one a line.
+func helperDNS(args []string) int {
+	if len(args) != 4 {
+		fmt.Fprintf(os.Stderr, "dns helper: want NETWORK ADDR NAME TYPE, got %q\n", args)
+		return 2
+	}
+	qtype, ok := dns.StringToType[args[3]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "dns helper: unknown type %q\n", args[3])
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := query(ctx, args[0], args[1], args[2], qtype)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("rcode=%s aa=%v\n", dns.RcodeToString[r.Rcode], r.Authoritative)
+	for _, rr := range r.Answer {
+		fmt.Println(rr.String())
 	}
 	return 0
 }
