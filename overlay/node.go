@@ -54,6 +54,16 @@ type NodeConfig struct {
 	// LinkLocal, when set, makes the node answer link-local discovery probes
 	// (see LinkLocalBootstrap), so nodes on its LAN can find it without seeds.
 	LinkLocal *LinkLocalConfig
+	// StateDir, when set, is the directory of the node's state database
+	// (see the state package): its own names' sequence floors, the records
+	// it stores for others and a routing-table snapshot survive a restart
+	// there. Start fails if another process holds the directory or the
+	// database is damaged or of a newer format.
+	StateDir string
+	// StateSaveInterval is how often the stored records and the routing
+	// table are saved (default DefaultStateSaveInterval); own sequence
+	// numbers are saved at once, whatever this says.
+	StateSaveInterval time.Duration
 }
 
 // Defaults of the driver's own tunables.
@@ -128,6 +138,8 @@ type Node struct {
 	rejoining bool
 
 	// Shared with callers.
+	ps *persister // nil without StateDir; set before the loop starts
+
 	ready   atomic.Bool
 	statsMu sync.Mutex
 	snap    Stats    // core stats when the loop is not running
@@ -153,6 +165,8 @@ type nodeCall struct {
 	reply chan Completion // buffered, 1
 	done  chan struct{}   // closed after fn ran
 	join  *joinInfo
+	check func() error // run by the loop before start; an error completes the call
+	own   bool         // signs a record of the node's own (Publish, Unpublish)
 
 	op      OpID // set by the loop
 	started bool
@@ -278,7 +292,28 @@ func (n *Node) Ready() bool { return n.ready.Load() }
 // completed (possibly alone: see NetStats.AloneReason) or failed; if ctx ends
 // first, the node is stopped and ctx's error returned.
 func (n *Node) Start(ctx context.Context) error {
+	switch n.state.Load() {
+	case stateRunning:
+		return ErrStarted
+	case stateClosed:
+		return ErrClosed
+	}
+	if n.ps == nil {
+		if err := n.openState(); err != nil {
+			return err
+		}
+	}
 	if err := n.bind(); err != nil {
+		if n.ps != nil {
+			n.ps.db.Close()
+			n.mu.Lock()
+			n.ps = nil
+			n.mu.Unlock()
+		}
+		return err
+	}
+	if err := n.restoreRecords(ctx); err != nil {
+		n.shutdown(false)
 		return err
 	}
 	seeds, join, err := n.bootstrap(ctx)
@@ -303,6 +338,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.shutdown(false)
 		return fmt.Errorf("overlay: start: join: %w", c.Err)
 	}
+	n.resumePublishing()
 	return nil
 }
 
@@ -557,15 +593,26 @@ func (n *Node) loop() {
 				close(c.done)
 				continue
 			}
+			if c.check != nil {
+				if err := c.check(); err != nil {
+					c.reply <- Completion{Err: err}
+					continue
+				}
+			}
 			c.op, c.started = c.start(now), true
 			n.waiting[c.op] = c
+			if c.own {
+				n.ownSigned(nil)
+			}
 		case <-timer.C:
 			now := n.now()
 			if next := n.core.NextTimer(); !next.IsZero() && !now.Before(next) {
 				n.core.HandleTimer(now)
+				n.ownSigned(nil) // republishing signs
 			}
 			n.reasm.expire(now)
 			n.maybeRejoin(now)
+			n.maybeSave(now)
 		}
 	}
 }
@@ -574,7 +621,11 @@ func (n *Node) loop() {
 // next expiry and the next rejoin check.
 func (n *Node) arm(t *time.Timer) {
 	next := n.core.NextTimer()
-	for _, at := range []time.Time{n.reasm.nextExpiry(), n.rejoinAt} {
+	var saveAt time.Time
+	if n.ps != nil {
+		saveAt = n.ps.saveAt
+	}
+	for _, at := range []time.Time{n.reasm.nextExpiry(), n.rejoinAt, saveAt} {
 		if !at.IsZero() && (next.IsZero() || at.Before(next)) {
 			next = at
 		}
@@ -606,11 +657,17 @@ func (n *Node) receive(now time.Time, d inDatagram) {
 	}
 }
 
-// flush sends what the core queued and delivers its completions.
+// flush sends what the core queued and delivers its completions. With a
+// StateDir, the sequence numbers of the node's own records are made durable
+// first; while they cannot be, nothing is sent.
 func (n *Node) flush() {
 	sends, done := n.core.Outbox()
-	for _, s := range sends {
-		n.send(s)
+	if n.syncOwn() {
+		for _, s := range sends {
+			n.send(s)
+		}
+	} else if len(sends) > 0 {
+		n.heldSends(len(sends))
 	}
 	for _, c := range done {
 		call := n.waiting[c.Op]
@@ -618,6 +675,9 @@ func (n *Node) flush() {
 			continue
 		}
 		delete(n.waiting, c.Op)
+		if perr := n.persistErr(); call.own && perr != nil {
+			c.Err = errors.Join(perr, c.Err) // the operation's own error is moot
+		}
 		if call.join != nil {
 			n.joined(c, call.join)
 		}
@@ -726,13 +786,18 @@ func (n *Node) rejoin() {
 // do runs an operation in the loop and waits for its completion; if ctx
 // ends first the operation is cancelled in the core.
 func (n *Node) do(ctx context.Context, start func(now time.Time) OpID, join *joinInfo) (Completion, error) {
+	return n.doCall(ctx, &nodeCall{start: start, join: join})
+}
+
+// doCall is do for a call with more than a start function.
+func (n *Node) doCall(ctx context.Context, c *nodeCall) (Completion, error) {
 	switch n.state.Load() {
 	case stateNew:
 		return Completion{}, ErrNotStarted
 	case stateClosed:
 		return Completion{}, ErrClosed
 	}
-	c := &nodeCall{start: start, reply: make(chan Completion, 1), join: join}
+	c.reply = make(chan Completion, 1)
 	select {
 	case n.calls <- c:
 	case <-ctx.Done():
@@ -790,7 +855,11 @@ func (n *Node) Publish(ctx context.Context, tmpl *records.Record) (*records.Reco
 		return nil, fmt.Errorf("overlay: publish: %w: nil record", ErrBadRecord)
 	}
 	tmpl = cloneRecord(tmpl)
-	c, err := n.do(ctx, func(now time.Time) OpID { return n.core.Publish(now, tmpl) }, nil)
+	c, err := n.doCall(ctx, &nodeCall{
+		check: func() error { return n.checkOwn(tmpl.Name) },
+		start: func(now time.Time) OpID { return n.core.PublishAbove(now, tmpl, n.floor(tmpl.Name)) },
+		own:   true,
+	})
 	if err == nil {
 		err = c.Err
 	}
@@ -806,7 +875,13 @@ func (n *Node) Publish(ctx context.Context, tmpl *records.Record) (*records.Reco
 // Unpublish stops republishing name and replaces its record on the overlay
 // with a signed withdrawal.
 func (n *Node) Unpublish(ctx context.Context, name identity.Name) error {
-	c, err := n.do(ctx, func(now time.Time) OpID { return n.core.Unpublish(now, name) }, nil)
+	c, err := n.doCall(ctx, &nodeCall{
+		start: func(now time.Time) OpID {
+			n.ownSigned(&name)
+			return n.core.Unpublish(now, name)
+		},
+		own: true,
+	})
 	if err == nil {
 		err = c.Err
 	}
@@ -930,6 +1005,7 @@ func (n *Node) shutdown(graceful bool) {
 		n.mu.Unlock()
 		n.cancel()
 		if prev != stateRunning {
+			n.closeState(false)
 			return
 		}
 		if graceful {
@@ -958,6 +1034,7 @@ func (n *Node) shutdown(graceful bool) {
 		}
 		n.mu.Unlock()
 		n.wg.Wait()
+		n.closeState(graceful)
 		n.ready.Store(false)
 		n.log.Debug("stopped", "graceful", graceful)
 	})
