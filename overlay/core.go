@@ -40,7 +40,8 @@ type Core struct {
 
 	joined bool
 	left   bool
-	dirty  bool // the neighbourhood changed since the last replication pass
+	dirty  bool  // the neighbourhood changed since the last replication pass
+	srtt   int64 // smoothed request round trip (ns), for soft timeouts
 	st     Stats
 }
 
@@ -70,6 +71,7 @@ type request struct {
 	kind   uint8
 	expect byte // the response message type
 	resent bool
+	slow   bool // past its soft timeout (lookups)
 }
 
 // NewCore returns a core for cfg.Identity. It does nothing until driven.
@@ -197,6 +199,9 @@ func (c *Core) sendRequest(now int64, to contact, hasID bool, m *msg, op *operat
 	}
 	c.pending[req.id] = req
 	c.timers.push(timer{at: now + c.cfg.RequestTimeout.Nanoseconds(), kind: tRequest, id: req.id})
+	if kind == reqLookup {
+		c.timers.push(timer{at: now + c.softTimeout(), kind: tSoft, id: req.id})
+	}
 	c.transmit(now, to.ID, hasID, to.Addr, req.body)
 	return nil
 }
@@ -589,6 +594,14 @@ func (c *Core) onMessage(now int64, s *session, m *msg) {
 			return
 		}
 		delete(c.pending, req.id)
+		if !req.resent {
+			sample := now - req.sentAt
+			if c.srtt == 0 {
+				c.srtt = sample
+			} else {
+				c.srtt += (sample - c.srtt) / 8
+			}
+		}
 		if req.op != nil {
 			c.opResponse(now, req, s.peer, m)
 		}
@@ -639,6 +652,10 @@ func (c *Core) HandleTimer(now time.Time) {
 			if op := c.ops[OpID(t.id)]; op != nil {
 				op.deadlineHit = true
 				c.finishLookup(ns, op)
+			}
+		case tSoft:
+			if req := c.pending[t.id]; req != nil {
+				c.onSoftTimeout(ns, req)
 			}
 		case tGrace:
 			if op := c.ops[OpID(t.id)]; op != nil && !op.storing {

@@ -332,3 +332,28 @@ func TestRestartedPeerIsReachedAgainWithoutTimeout(t *testing.T) {
 		t.Errorf("no new handshake after NO_SESSION")
 	}
 }
+
+func TestSoftTimeoutRoutesAroundDeadContacts(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.build(12, nil)
+	pub, q := n.nodes[0], n.nodes[11]
+	key := n.wait(pub, pub.core.Publish(n.now, securedTemplate(t, pub, "soft")), time.Minute).Records[0].Key()
+	// The querier's Alpha closest contacts to the key die silently (every node
+	// holds a replica here, so the record survives).
+	for _, ct := range q.core.rt.closest(nil, key, DefaultAlpha, q.core.ID()) {
+		for _, tn := range n.nodes {
+			if tn.core.ID() == ct.ID {
+				tn.down = true
+			}
+		}
+	}
+	start := n.now
+	c := n.wait(q, q.core.Resolve(n.now, key, SearchOptions{}), time.Minute)
+	if c.Err != nil {
+		t.Fatalf("resolve: %v", c.Err)
+	}
+	if took := n.now.Sub(start); took >= DefaultRequestTimeout {
+		t.Errorf("resolve took %v: waited for hard timeouts of dead contacts", took)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/peername/peername/identity"
 	"github.com/peername/peername/records"
@@ -54,6 +55,7 @@ type operation struct {
 	all         []cand
 	order       []int32 // indices into all: seeds first, then closest to target first
 	inflight    int
+	slow        int // requests in flight past their soft timeout (they no longer hold an Alpha slot)
 	path        Path
 	hopLimited  bool
 	deadlineHit bool
@@ -228,7 +230,7 @@ func (c *Core) step(now int64, op *operation) {
 	}
 	considered := 0
 	for _, i := range op.order {
-		if op.inflight >= c.cfg.Alpha {
+		if op.inflight-op.slow >= c.cfg.Alpha {
 			break
 		}
 		cd := &op.all[i]
@@ -292,6 +294,9 @@ func (c *Core) opResponse(now int64, req *request, peer identity.Key, m *msg) {
 		cd.hasID, cd.c.ID = true, peer
 	}
 	op.inflight--
+	if req.slow {
+		op.slow--
+	}
 	op.anyResponse = true
 	for _, ct := range m.contacts {
 		op.addCandidate(ct, int(cd.hop)+1, req.cand, c.id, c.cfg.CanReach)
@@ -326,6 +331,31 @@ func (c *Core) opResponse(now int64, req *request, peer identity.Key, m *msg) {
 	c.step(now, op)
 }
 
+// onSoftTimeout frees the Alpha slot of a lookup request that is taking much
+// longer than this node's typical round trip: the lookup asks the next
+// candidate instead of waiting for the full RequestTimeout. The late request
+// still counts if its answer comes.
+func (c *Core) onSoftTimeout(now int64, req *request) {
+	op := req.op
+	if op == nil || op.done || op.storing || req.kind != reqLookup || req.slow ||
+		int(req.cand) >= len(op.all) || op.all[req.cand].state != cInflight {
+		return
+	}
+	req.slow = true
+	op.slow++
+	c.step(now, op)
+}
+
+// softTimeout is 3 smoothed round trips (handshakes included), within
+// [50 ms, RequestTimeout/2]; RequestTimeout/2 until a round trip was measured.
+func (c *Core) softTimeout() int64 {
+	hi := c.cfg.RequestTimeout.Nanoseconds() / 2
+	if c.srtt == 0 {
+		return hi
+	}
+	return min(max(3*c.srtt, int64(50*time.Millisecond)), hi)
+}
+
 func (c *Core) opFailure(now int64, req *request, timedOut bool) {
 	op := req.op
 	if op.done {
@@ -346,6 +376,9 @@ func (c *Core) opFailure(now int64, req *request, timedOut bool) {
 	if int(req.cand) < len(op.all) && op.all[req.cand].state == cInflight {
 		op.all[req.cand].state = cFailed
 		op.inflight--
+		if req.slow {
+			op.slow--
+		}
 	}
 	c.step(now, op)
 }

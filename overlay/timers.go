@@ -6,6 +6,7 @@ const (
 	tOpDeadline = 2 // an operation's deadline (id = OpID)
 	tGrace      = 3 // a Resolve's value grace period (id = OpID)
 	tTick       = 4 // periodic maintenance
+	tSoft       = 5 // a lookup request's soft timeout (id = request ID)
 )
 
 type timer struct {
