@@ -128,6 +128,8 @@ func Open(dir string, o Options) (d *DB, err error) {
 		return nil, fmt.Errorf("state: open: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
+	_, statErr := os.Stat(path)
+	created := errors.Is(statErr, fs.ErrNotExist)
 	var bdb *bolt.DB
 	err = guard(func() error {
 		var oerr error
@@ -148,6 +150,13 @@ func Open(dir string, o Options) (d *DB, err error) {
 	if err := d.init(); err != nil {
 		_ = guard(bdb.Close)
 		return nil, err
+	}
+	if created {
+		// The new file's directory entry must survive a crash too.
+		if err := syncDir(dir); err != nil {
+			_ = guard(bdb.Close)
+			return nil, fmt.Errorf("state: open %s: %w", path, err)
+		}
 	}
 	return d, nil
 }
@@ -237,6 +246,15 @@ func (d *DB) Close() error {
 		return fmt.Errorf("state: close %s: %w", d.path, err)
 	}
 	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // isIOError reports whether err comes from the operating system (opening,
