@@ -324,8 +324,12 @@ func (r *Resolver) lookupName(ctx context.Context, name identity.Name) (*Answer,
 		r.mu.Lock()
 		f.waiters--
 		if f.waiters == 0 {
-			// Nobody waits for this search any more: stop it.
+			// Nobody waits for this search any more: stop it, and let
+			// the next lookup of the name start a fresh one.
 			f.cancel()
+			if r.flights[key] == f {
+				delete(r.flights, key)
+			}
 		}
 		r.mu.Unlock()
 		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, name, ctx.Err())
@@ -345,7 +349,9 @@ func (r *Resolver) run(ctx context.Context, f *flight, key identity.Key, name id
 	}
 	r.mu.Lock()
 	f.ans, f.err = ans, err
-	delete(r.flights, key)
+	if r.flights[key] == f {
+		delete(r.flights, key)
+	}
 	close(f.done)
 	r.mu.Unlock()
 	f.cancel()

@@ -105,22 +105,32 @@ func (f *fakeOverlay) Search(ctx context.Context, key identity.Key) ([]*records.
 			break
 		}
 	}
-	if f.started != nil {
-		f.started <- key
+	f.mu.Lock()
+	started, block, ferr := f.started, f.block, f.err
+	f.mu.Unlock()
+	if started != nil {
+		started <- key
 	}
-	if f.block != nil {
+	if block != nil {
 		select {
-		case <-f.block:
+		case <-block:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
-	if f.err != nil {
-		return nil, f.err
+	if ferr != nil {
+		return nil, ferr
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.recs[key], nil
+}
+
+// set changes the fake's error and blocking channel.
+func (f *fakeOverlay) set(err error, block chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err, f.block = err, block
 }
 
 func newResolver(t testing.TB, s Searcher, c *clock, mod func(*Config)) *Resolver {
@@ -480,8 +490,7 @@ func TestDeadline(t *testing.T) {
 				t.Fatalf("err = %v, want DeadlineExceeded", err)
 			}
 			// Failures are not cached: the next lookup searches again.
-			waitNoFlights(t, res)
-			f.err, f.block = nil, nil
+			f.set(nil, nil)
 			if _, err := res.Resolve(context.Background(), rec.Name.DNS(zone), zone); err != nil {
 				t.Fatalf("after failure: %v", err)
 			}
@@ -493,11 +502,16 @@ func TestDeadline(t *testing.T) {
 // more is cancelled rather than left running.
 func TestAbandonedSearchCancelled(t *testing.T) {
 	t.Parallel()
-	started, cancelled := make(chan struct{}), make(chan struct{})
+	started, cancelled, release := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
 	s := SearcherFunc(func(ctx context.Context, key identity.Key) ([]*records.Record, error) {
+		if calls.Add(1) > 1 {
+			return nil, nil // later searches: the name does not exist
+		}
 		close(started)
 		<-ctx.Done()
 		close(cancelled)
+		<-release // the abandoned search is slow to finish
 		return nil, ctx.Err()
 	})
 	res := newResolver(t, s, newClock(t0), func(c *Config) { c.Timeout = time.Hour })
@@ -517,6 +531,12 @@ func TestAbandonedSearchCancelled(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("abandoned search not cancelled")
 	}
+	// A new lookup does not join the cancelled search: it gets its own.
+	if _, err := res.Resolve(context.Background(), "x.0.peer.alt.", zone); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("lookup after an abandoned search: %v, want ErrNotFound", err)
+	}
+	close(release)
+	waitNoFlights(t, res)
 }
 
 func TestInFlightBound(t *testing.T) {
