@@ -112,6 +112,7 @@ func (inst *instance) startup() error {
 		return fmt.Errorf("peername: %w", err)
 	}
 	inst.node.Store(s)
+	inst.reg.started(inst)
 	log.Infof("overlay node %s (authority %s, cloud %s) on %v", inst.id.NodeID().String()[:16], inst.id.Authority(), inst.cfg.cloud, s.node.Addrs())
 	ctx, cancel := context.WithCancel(context.Background())
 	inst.cancel = cancel

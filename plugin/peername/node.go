@@ -123,6 +123,48 @@ type nodeRegistry struct {
 
 	mu    sync.Mutex
 	nodes map[string]*sharedNode
+	// reloading lists the instances started since a reload began (nil
+	// when none is under way): if the reload fails, CoreDNS never shuts
+	// them down, so the registry does.
+	reloading *[]*instance
+}
+
+// beginReload marks the start of a Corefile reload (OnRestart of the
+// running instances).
+func (r *nodeRegistry) beginReload() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reloading == nil {
+		r.reloading = new([]*instance)
+	}
+}
+
+// started records an instance that started; during a reload it belongs to
+// the new configuration.
+func (r *nodeRegistry) started(inst *instance) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reloading != nil {
+		*r.reloading = append(*r.reloading, inst)
+	}
+}
+
+// endReload ends a reload. When it failed, the instances the new
+// configuration started are shut down: their names claims and node
+// references would otherwise keep the node and its names forever.
+func (r *nodeRegistry) endReload(failed bool) error {
+	r.mu.Lock()
+	insts := r.reloading
+	r.reloading = nil
+	r.mu.Unlock()
+	if !failed || insts == nil {
+		return nil
+	}
+	var errs []error
+	for _, inst := range *insts {
+		errs = append(errs, inst.shutdown())
+	}
+	return errors.Join(errs...)
 }
 
 // nodes is the process-wide registry used by the plugin.

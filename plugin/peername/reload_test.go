@@ -2,12 +2,14 @@ package peername
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/coredns/caddy"
 	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/whoami"
 	"github.com/miekg/dns"
 
 	"github.com/peername/peername/identity"
@@ -115,4 +117,49 @@ func onlyNode(t *testing.T) *sharedNode {
 		return s
 	}
 	return nil
+}
+
+// TestCoreDNSReloadFailure: when a reload fails after the new
+// configuration's peername block started (here a second server cannot bind
+// its port), CoreDNS keeps the old configuration and never shuts the new
+// one down; the plugin must release what the new one took, so the final
+// shutdown still withdraws the names and closes the node.
+func TestCoreDNSReloadFailure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a CoreDNS server")
+	}
+	caddy.Quiet = true
+	keyFile := filepath.Join(t.TempDir(), "node.key")
+	block := fmt.Sprintf("peer.alt.:0 {\nbind 127.0.0.1\npeername {\nidentity %s\nlisten 127.0.0.1:0\ncloud reload-fail-test\npublish a 192.0.2.1\n}\n}\n", keyFile)
+	inst, err := caddy.Start(corefileInput(block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := onlyNode(t)
+	busy, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_, port, _ := net.SplitHostPort(busy.LocalAddr().String())
+	bad := block + fmt.Sprintf("other.test.:%s {\nbind 127.0.0.1\nwhoami\n}\n", port)
+	if _, err := inst.Restart(corefileInput(bad)); err == nil {
+		t.Fatal("reload onto a busy port succeeded")
+	}
+	nodes.mu.Lock()
+	refs := s.refs
+	nodes.mu.Unlock()
+	if refs != 1 {
+		t.Fatalf("node has %d references after the failed reload, want 1", refs)
+	}
+	if errs := inst.ShutdownCallbacks(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	_ = inst.Stop()
+	nodes.mu.Lock()
+	left := len(nodes.nodes)
+	nodes.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d nodes left after the final shutdown", left)
+	}
 }

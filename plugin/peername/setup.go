@@ -88,7 +88,14 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(pluginName, err)
 	}
 	c.OnStartup(inst.startup)
-	c.OnShutdown(inst.shutdown)
+	c.OnShutdown(func() error {
+		// After a successful reload the old configuration shuts down:
+		// the reload is over.
+		_ = nodes.endReload(false)
+		return inst.shutdown()
+	})
+	c.OnRestart(func() error { nodes.beginReload(); return nil })
+	c.OnRestartFailed(func() error { return nodes.endReload(true) })
 
 	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
 		inst.handler.Next = next
