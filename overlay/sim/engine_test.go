@@ -377,3 +377,65 @@ func TestNetworkValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestEngineInterceptor(t *testing.T) {
+	t.Parallel()
+	var rewritten int
+	net := Network{RTTMin: time.Millisecond, RTTMax: 2 * time.Millisecond,
+		Intercept: func(_ time.Time, from, to int, data []byte) []byte {
+			if from == 0 {
+				return nil // node 0 is muted
+			}
+			if to == 0 && data[0] == 'P' {
+				rewritten++
+				out := append([]byte(nil), data...)
+				out[1] = 0xff // forge the sequence number
+				return out
+			}
+			return data
+		}}
+	e, ps := runPingers(t, 4, 3, net, 5*time.Second)
+	if c := e.Counters(); c.Intercepted == 0 {
+		t.Errorf("nothing intercepted: %+v", c)
+	}
+	for _, p := range ps[1:] {
+		if _, ok := p.lastFrom[0]; ok {
+			t.Errorf("node %d heard from muted node 0", p.self)
+		}
+	}
+	if rewritten == 0 || ps[0].lastFrom[1] < 0xff000000 && ps[0].lastFrom[2] < 0xff000000 {
+		t.Errorf("rewritten datagrams did not arrive as rewritten (%d rewritten)", rewritten)
+	}
+}
+
+func TestEngineCallOrder(t *testing.T) {
+	t.Parallel()
+	e, err := NewEngine(1, Network{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for i := range 5 {
+		e.At(time.Second, func(time.Time) { got = append(got, i) })
+	}
+	e.At(500*time.Millisecond, func(now time.Time) {
+		if now.Sub(Epoch) != 500*time.Millisecond {
+			t.Errorf("call ran at %v", now.Sub(Epoch))
+		}
+		got = append(got, -1)
+		e.After(500*time.Millisecond, func(time.Time) { got = append(got, 5) })
+	})
+	e.Run(0)
+	want := []int{-1, 0, 1, 2, 3, 4, 5}
+	if len(got) != len(want) {
+		t.Fatalf("calls ran as %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("calls ran as %v, want %v", got, want)
+		}
+	}
+	if e.Elapsed() != time.Second {
+		t.Errorf("clock at %v after the last call, want 1s", e.Elapsed())
+	}
+}
