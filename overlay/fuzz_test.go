@@ -16,8 +16,15 @@ func FuzzDecodeMsg(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeMsg(b)
+		m2, err2 := decodeMsgInto(b, make([]contact, 0, maxContactsPerMessage))
+		if (err == nil) != (err2 == nil) {
+			t.Fatalf("decodeMsg and decodeMsgInto disagree: %v vs %v", err, err2)
+		}
 		if err != nil {
 			return
+		}
+		if re2 := appendMsg(nil, &m2); !bytes.Equal(re2, b) {
+			t.Fatalf("decodeMsgInto result differs")
 		}
 		if re := appendMsg(nil, &m); !bytes.Equal(re, b) {
 			t.Fatalf("non-canonical input accepted:\n in %x\nout %x", b, re)
