@@ -94,10 +94,12 @@ func (n *netNode) Publish(ctx context.Context, tmpl *records.Record) (*records.R
 }
 
 // Unpublish implements overlayNode. With no peer to tell, the withdrawal
-// stored locally is all there is to do.
+// stored locally is all there is to do; a name whose publication never
+// reached the node (a shutdown right after start-up) has nothing to
+// withdraw.
 func (n *netNode) Unpublish(ctx context.Context, name identity.Name) error {
 	err := n.Node.Unpublish(ctx, name)
-	if errors.Is(err, overlay.ErrAlone) {
+	if errors.Is(err, overlay.ErrAlone) || errors.Is(err, overlay.ErrNotOwned) {
 		return nil
 	}
 	return err
