@@ -201,3 +201,39 @@ func BenchmarkNodeMemory(b *testing.B) {
 		runtime.KeepAlive(n)
 	}
 }
+
+// BenchmarkLookupStep is one step of an iterative lookup: a NODES answer with
+// 16 contacts arrives for a request in flight (merged into the candidates in
+// distance order) and the next requests go out (to peers without sessions:
+// HELLOs with the requests queued).
+func BenchmarkLookupStep(b *testing.B) {
+	n := newTestNet(b)
+	x := n.add(nil)
+	now := n.now.UnixNano()
+	var target identity.Key
+	contacts := sampleContacts(16)
+	peer := identity.Key{0xee}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		target[0], target[1] = byte(i), byte(i>>8)
+		op := &operation{id: OpID(i + 1), kind: opResolve, target: target, deadline: now + int64(time.Minute), maxHops: 16}
+		x.core.ops[op.id] = op
+		op.foundRef, op.keysRef = -1, -1
+		op.addCandidate(contact{ID: peer, Addr: contacts[0].Addr}, 1, -1, x.core.id, nil)
+		op.all[0].state = cInflight
+		op.inflight = 1
+		req := &request{id: 1, peer: peer, hasID: true, op: op, cand: 0, kind: reqLookup, expect: mNodes}
+		x.core.opResponse(now, req, peer, &msg{typ: mNodes, reqID: 1, contacts: contacts})
+		if op.inflight != x.core.cfg.Alpha {
+			b.Fatalf("%d requests in flight after the step", op.inflight)
+		}
+		// reset what the step created
+		delete(x.core.ops, op.id)
+		clear(x.core.pending)
+		x.core.timers = x.core.timers[:0]
+		clear(x.core.sess.byIdx)
+		clear(x.core.sess.byPeer)
+		x.core.sess.lruHead, x.core.sess.lruTail = nil, nil
+		x.core.Outbox()
+	}
+}
