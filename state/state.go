@@ -161,17 +161,60 @@ func Open(dir string, o Options) (d *DB, err error) {
 	return d, nil
 }
 
-// init checks every page, then the format version and the identity, and
-// creates the buckets of a new database.
-func (d *DB) init() error {
-	err := d.view(func(tx *bolt.Tx) error {
-		var errs []error
-		for cerr := range tx.Check() {
-			if len(errs) < 4 {
-				errs = append(errs, cerr)
+// maxWalkKeys bounds the keys walkBucket visits: far above what the bounded
+// buckets hold, and a damaged tree whose pages point back at each other
+// cannot keep the walk going.
+const maxWalkKeys = 1 << 20
+
+// walkBucket reads every key of a bucket and its nested buckets, checking
+// their order, so a damaged page shows at Open (as an error, or a panic
+// that guard turns into one) and not in the middle of a run. It runs on
+// the caller's goroutine, unlike bbolt's Tx.Check, so a memory fault while
+// reading the mapping is recovered too.
+func walkBucket(name []byte, b *bolt.Bucket, depth int, keys *int) error {
+	if depth > 2 {
+		return fmt.Errorf("bucket %q nested %d deep", name, depth)
+	}
+	var prev []byte
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if *keys++; *keys > maxWalkKeys {
+			return fmt.Errorf("more than %d keys", maxWalkKeys)
+		}
+		if prev != nil && bytes.Compare(prev, k) >= 0 {
+			return fmt.Errorf("bucket %q: keys out of order", name)
+		}
+		prev = k
+		if v == nil {
+			nb := b.Bucket(k)
+			if nb == nil {
+				return fmt.Errorf("bucket %q: key %x has no value", name, k)
+			}
+			if err := walkBucket(k, nb, depth+1, keys); err != nil {
+				return err
 			}
 		}
-		return errors.Join(errs...)
+	}
+	return nil
+}
+
+// init reads every page, then the format version and the identity, and
+// creates the buckets of a new database.
+func (d *DB) init() error {
+	fi, err := os.Stat(d.path)
+	if err != nil {
+		return fmt.Errorf("state: open %s: %w", d.path, err)
+	}
+	err = d.view(func(tx *bolt.Tx) error {
+		// A meta page claiming more pages than the file holds would send
+		// the check below (and later reads) past the end of the file.
+		if tx.Size() > fi.Size() {
+			return fmt.Errorf("meta page claims %d bytes, the file has %d", tx.Size(), fi.Size())
+		}
+		keys := 0
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			return walkBucket(name, b, 0, &keys)
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("state: open %s: %w: %w", d.path, ErrCorrupt, err)
