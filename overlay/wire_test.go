@@ -254,3 +254,33 @@ func TestClosestMatchesBruteForce(t *testing.T) {
 		}
 	}
 }
+
+func TestTimerHeapOrder(t *testing.T) {
+	t.Parallel()
+	var h timerHeap
+	x := uint64(7)
+	var want []timer
+	for i := 0; i < 500; i++ {
+		x = x*6364136223846793005 + 1442695040888963407
+		tm := timer{at: int64(x >> 54), kind: uint8(x>>20) % 5, id: x >> 40}
+		h.push(tm)
+		want = append(want, tm)
+	}
+	slices.SortFunc(want, func(a, b timer) int {
+		if a.less(b) {
+			return -1
+		}
+		if b.less(a) {
+			return 1
+		}
+		return 0
+	})
+	for i, w := range want {
+		if got := h.pop(); got != w {
+			t.Fatalf("pop %d: got %+v, want %+v", i, got, w)
+		}
+	}
+	if len(h) != 0 {
+		t.Fatalf("%d timers left", len(h))
+	}
+}
