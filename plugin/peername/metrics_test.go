@@ -1,0 +1,74 @@
+package peername
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/coredns/coredns/plugin/test"
+	"github.com/miekg/dns"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/peername/peername/records"
+)
+
+// TestQueryMetrics checks that every query is counted once, under its
+// result, for the server that handled it.
+func TestQueryMetrics(t *testing.T) {
+	t.Parallel()
+	alice := testIdentity(1)
+	www := record(t, alice, "www", true, func(r *records.Record) {
+		r.Endpoints = []netip.Addr{netip.MustParseAddr("192.0.2.1")}
+	})
+	h := newHandler(t, newMapSearcher(www), t0.Add(time.Minute))
+	broken := newHandler(t, &mapSearcher{err: errors.New("down")}, t0)
+	const server = "dns://metrics-test:53"
+	ctx := context.WithValue(context.Background(), dnsserver.Key{}, &dnsserver.Server{Addr: server})
+	queries := []struct {
+		h     *Peername
+		qname string
+		qtype uint16
+	}{
+		{h, www.Name.DNS("peer.alt."), dns.TypeA},              // answer
+		{h, www.Name.DNS("peer.alt."), dns.TypeA},              // answer (cached)
+		{h, www.Name.DNS("peer.alt."), dns.TypeAAAA},           // nodata
+		{h, "nobody.0.peer.alt.", dns.TypeA},                   // nxdomain
+		{h, "example.org.", dns.TypeA},                         // refused
+		{broken, www.Name.DNS("peer.alt."), dns.TypeA},         // servfail
+		{broken, "peer.alt.", dns.TypeSOA},                     // answer from the apex
+		{broken, "0.peer.alt.", dns.TypeA},                     // nodata (empty non-terminal)
+		{broken, "x.y.z.w.v.peer.alt.", dns.TypeTXT},           // nxdomain (not a peer name)
+		{broken, "example.org.", dns.TypeA},                    // refused
+		{broken, "printer.0.peer.alt.", dns.TypeSRV},           // servfail
+		{broken, "_ssh._tcp.printer.0.peer.alt.", dns.TypeSRV}, // servfail
+	}
+	count := func(result string) float64 {
+		var m dto.Metric
+		if err := queryCount.WithLabelValues(server, result).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	results := []string{resultAnswer, resultNoData, resultNXDomain, resultRefused, resultServFail, resultFallthrough}
+	before := map[string]float64{}
+	for _, r := range results {
+		before[r] = count(r)
+	}
+	for _, q := range queries {
+		m := new(dns.Msg)
+		m.SetQuestion(q.qname, q.qtype)
+		_, _ = q.h.ServeDNS(ctx, dnstest.NewRecorder(&test.ResponseWriter{}), m)
+	}
+	want := map[string]float64{
+		resultAnswer: 3, resultNoData: 2, resultNXDomain: 2, resultRefused: 2, resultServFail: 3, resultFallthrough: 0,
+	}
+	for result, n := range want {
+		if got := count(result) - before[result]; got != n {
+			t.Errorf("queries_total{result=%q} = %v, want %v", result, got, n)
+		}
+	}
+}
