@@ -431,19 +431,25 @@ func query(ctx context.Context, network, addr, name string, qtype uint16) (*dns.
 // errNotYet marks a check that may pass later (a record not yet replicated).
 var errNotYet = errors.New("not yet")
 
-// eventually runs check until it returns nil or ctx ends; it returns the last
-// error. Only errors wrapping errNotYet are retried.
+// eventually runs check until it returns nil or ctx ends; it returns the
+// last error seen before the deadline (not the one the deadline itself
+// caused by cutting a query short). Only errors wrapping errNotYet are
+// retried.
 func eventually(ctx context.Context, check func(ctx context.Context) error) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	var last error
 	for {
 		err := check(ctx)
 		if err == nil || !errors.Is(err, errNotYet) {
 			return err
 		}
+		if ctx.Err() == nil || last == nil {
+			last = err
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("gave up: %w", err)
+			return fmt.Errorf("gave up: %w", last)
 		case <-tick.C:
 		}
 	}
