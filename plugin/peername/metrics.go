@@ -15,6 +15,7 @@ const (
 	resultServFail    = "servfail"
 	resultRefused     = "refused"
 	resultFallthrough = "fallthrough"
+	resultNotImp      = "notimp"
 )
 
 var (
@@ -23,7 +24,7 @@ var (
 		Namespace: plugin.Namespace,
 		Subsystem: "peername",
 		Name:      "queries_total",
-		Help:      "Counter of queries handled by the peername plugin, by result (answer, nodata, nxdomain, servfail, refused, fallthrough).",
+		Help:      "Counter of queries handled by the peername plugin, by result (answer, nodata, nxdomain, servfail, refused, notimp, fallthrough).",
 	}, []string{"server", "result"})
 	// searchDuration is the latency of overlay searches (cache misses).
 	searchDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{

@@ -64,6 +64,12 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		return dns.RcodeRefused, nil
 	}
 
+	if r.Opcode != dns.OpcodeQuery {
+		// UPDATE, NOTIFY, ...: names are published on the overlay, not here.
+		queryCount.WithLabelValues(server, resultNotImp).Inc()
+		return dns.RcodeNotImplemented, nil
+	}
+
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.Authoritative = true

@@ -238,9 +238,12 @@ func TestServeDNSRefusedAndServfail(t *testing.T) {
 		searcher resolver.Searcher
 		qname    string
 		qclass   uint16
+		opcode   int
 		want     int
 		wantErr  error
 	}{
+		{name: "update", searcher: newMapSearcher(), qname: wwwName, opcode: dns.OpcodeUpdate, want: dns.RcodeNotImplemented},
+		{name: "notify", searcher: newMapSearcher(), qname: "peer.alt.", opcode: dns.OpcodeNotify, want: dns.RcodeNotImplemented},
 		{name: "outside zone", searcher: newMapSearcher(), qname: "example.org.", want: dns.RcodeRefused},
 		{name: "chaos class", searcher: newMapSearcher(), qname: wwwName, qclass: dns.ClassCHAOS, want: dns.RcodeRefused},
 		{name: "overlay error", searcher: failing, qname: wwwName, want: dns.RcodeServerFailure, wantErr: resolver.ErrUnavailable},
@@ -258,6 +261,7 @@ func TestServeDNSRefusedAndServfail(t *testing.T) {
 			if tc.qclass != 0 {
 				m.Question[0].Qclass = tc.qclass
 			}
+			m.Opcode = tc.opcode
 			rec := dnstest.NewRecorder(&test.ResponseWriter{})
 			code, err := h.ServeDNS(context.Background(), rec, m)
 			if code != tc.want {
@@ -269,7 +273,7 @@ func TestServeDNSRefusedAndServfail(t *testing.T) {
 			if tc.wantErr == nil && err != nil {
 				t.Fatalf("err = %v", err)
 			}
-			// SERVFAIL and REFUSED are written by the server, not the plugin.
+			// SERVFAIL, REFUSED and NOTIMP are written by the server, not the plugin.
 			if rec.Msg != nil {
 				t.Fatalf("plugin wrote %v", rec.Msg)
 			}
