@@ -184,6 +184,17 @@ func FuzzOpen(f *testing.F) {
 	})
 }
 
+// FuzzCheckBolt runs the structural check of database files alone (fast,
+// in memory): whatever the bytes, an answer, never a panic.
+func FuzzCheckBolt(f *testing.F) {
+	for _, s := range fileSeeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, file []byte) {
+		_ = checkBolt(file)
+	})
+}
+
 // TestWriteFuzzCorpus writes the seeds above as the checked-in corpus.
 func TestWriteFuzzCorpus(t *testing.T) {
 	if os.Getenv("PEERNAME_WRITE_CORPUS") == "" {
@@ -217,5 +228,13 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	}
 	for i, s := range fileSeeds(t) {
 		write("FuzzOpen", i, s)
+		write("FuzzCheckBolt", i, s)
+	}
+}
+
+func BenchmarkCheckBolt(b *testing.B) {
+	file := fileSeeds(b)[0]
+	for b.Loop() {
+		_ = checkBolt(file)
 	}
 }

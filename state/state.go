@@ -130,6 +130,10 @@ func Open(dir string, o Options) (d *DB, err error) {
 	path := filepath.Join(dir, FileName)
 	_, statErr := os.Stat(path)
 	created := errors.Is(statErr, fs.ErrNotExist)
+	// bbolt trusts its pages; check their structure before it maps them.
+	if err := checkFile(path, o.LockTimeout); err != nil {
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
 	var bdb *bolt.DB
 	err = guard(func() error {
 		var oerr error
