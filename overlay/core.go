@@ -690,9 +690,23 @@ func (c *Core) maintain(now int64) {
 	for _, k := range due {
 		c.republish(now, k)
 	}
-	// Refresh buckets that saw no lookup for RefreshInterval.
+	// Refresh buckets that saw no lookup for RefreshInterval, and check the
+	// liveness of each bucket's least recently seen contact once it has been
+	// silent that long (one ping per bucket per tick).
 	if c.rt.size > 0 {
 		refresh := c.cfg.RefreshInterval.Nanoseconds()
+		for i := range c.rt.buckets {
+			b := &c.rt.buckets[i]
+			if len(b.live) > 0 && !b.live[0].pinging && now-b.live[0].lastSeen > refresh &&
+				len(c.pending) < c.cfg.MaxPending/2 {
+				head := &b.live[0]
+				head.pinging = true
+				m := msg{typ: mPing}
+				if c.sendRequest(now, contact{ID: head.id, Addr: head.addr}, true, &m, nil, -1, reqPing, mPong) != nil {
+					head.pinging = false
+				}
+			}
+		}
 		for i := range c.rt.buckets {
 			if len(c.ops) >= c.cfg.MaxOps/2 {
 				break

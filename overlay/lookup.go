@@ -80,6 +80,19 @@ type operation struct {
 	stored   int
 }
 
+// width is how many of the closest known candidates must have answered (or
+// failed) for the lookup to end: K, except for bucket refreshes, whose only
+// purpose is to meet a few live nodes in a far bucket (any one of them halves
+// the distance to keys there), so Alpha answers are enough. This keeps a
+// join (self-lookup + one refresh per far bucket) near K + Alpha*log2(n/K)
+// new peers instead of K*log2(n/K).
+func (op *operation) width(cfg Config) int {
+	if op.kind == opRefresh {
+		return cfg.Alpha
+	}
+	return cfg.K
+}
+
 // maxCandidates bounds an operation's candidate list.
 const maxCandidates = 16 * maxK
 
@@ -238,7 +251,7 @@ func (c *Core) step(now int64, op *operation) {
 			continue
 		}
 		if cd.hasID {
-			if considered >= c.cfg.K {
+			if considered >= op.width(c.cfg) {
 				break
 			}
 			considered++
