@@ -299,7 +299,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return ErrClosed
 	}
 	if n.ps == nil {
-		if err := n.openState(); err != nil {
+		if err := n.openState(ctx); err != nil {
 			return err
 		}
 	}

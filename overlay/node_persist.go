@@ -86,14 +86,14 @@ func (s snapshotBootstrap) Seeds(context.Context) ([]netip.AddrPort, error) {
 
 // openState opens the state directory and loads what Start needs before
 // the loop runs. Called by Start before bind.
-func (n *Node) openState() error {
+func (n *Node) openState(ctx context.Context) error {
 	if n.cfg.StateDir == "" {
 		return nil
 	}
 	if n.cfg.StateSaveInterval <= 0 {
 		n.cfg.StateSaveInterval = DefaultStateSaveInterval
 	}
-	db, err := state.Open(n.cfg.StateDir, state.Options{
+	db, err := state.Open(ctx, n.cfg.StateDir, state.Options{
 		NodeID:     n.id,
 		MaxRecords: n.core.cfg.MaxRecords,
 		Logger:     n.log,

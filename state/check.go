@@ -9,6 +9,7 @@ package state
 // out of place. The layout read here is bbolt's file format version 2.
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -74,7 +75,7 @@ func parseMeta(file []byte, off int) (boltMeta, error) {
 // checkFile validates the file at path, holding the same lock bbolt takes
 // (so no other process writes while it reads; it fails with ErrInUse after
 // timeout). A missing or empty file is a new database and passes.
-func checkFile(path string, timeout time.Duration) error {
+func checkFile(ctx context.Context, path string, timeout time.Duration) error {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -83,7 +84,7 @@ func checkFile(path string, timeout time.Duration) error {
 		return err
 	}
 	defer f.Close()
-	if err := lockFile(f, timeout); err != nil {
+	if err := lockFile(ctx, f, timeout); err != nil {
 		return err
 	}
 	defer unlockFile(f)

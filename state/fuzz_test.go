@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -66,7 +67,7 @@ func fileSeeds(t testing.TB) [][]byte {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	d, err := Open(dir, Options{})
+	d, err := Open(context.Background(), dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,7 @@ func FuzzOpen(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, FileName), file, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		d, err := Open(dir, Options{LockTimeout: 10 * time.Millisecond})
+		d, err := Open(context.Background(), dir, Options{LockTimeout: 10 * time.Millisecond})
 		if err != nil {
 			return
 		}

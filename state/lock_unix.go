@@ -3,6 +3,7 @@
 package state
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -11,9 +12,11 @@ import (
 )
 
 // lockFile takes the exclusive advisory lock bbolt takes on its file,
-// retrying until timeout.
-func lockFile(f *os.File, timeout time.Duration) error {
+// retrying until timeout or until ctx ends.
+func lockFile(ctx context.Context, f *os.File, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	retry := time.NewTimer(0)
+	defer retry.Stop()
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		switch {
@@ -24,7 +27,13 @@ func lockFile(f *os.File, timeout time.Duration) error {
 		case time.Now().After(deadline):
 			return fmt.Errorf("%w (lock not released within %s)", ErrInUse, timeout)
 		}
-		time.Sleep(50 * time.Millisecond) // flock has no timeout; poll as bbolt does
+		// flock cannot wait with a deadline; poll, as bbolt does.
+		retry.Reset(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lock: %w", context.Cause(ctx))
+		case <-retry.C:
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ package state
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -118,8 +119,9 @@ type DB struct {
 }
 
 // Open opens (creating it if needed) the state database in dir, waiting at
-// most Options.LockTimeout for another process to release it.
-func Open(dir string, o Options) (d *DB, err error) {
+// most Options.LockTimeout, or until ctx ends, for another process to
+// release it.
+func Open(ctx context.Context, dir string, o Options) (d *DB, err error) {
 	o.applyDefaults()
 	if dir == "" {
 		return nil, fmt.Errorf("state: open: empty directory name")
@@ -131,7 +133,7 @@ func Open(dir string, o Options) (d *DB, err error) {
 	_, statErr := os.Stat(path)
 	created := errors.Is(statErr, fs.ErrNotExist)
 	// bbolt trusts its pages; check their structure before it maps them.
-	if err := checkFile(path, o.LockTimeout); err != nil {
+	if err := checkFile(ctx, path, o.LockTimeout); err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", path, err)
 	}
 	var bdb *bolt.DB

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -57,7 +58,7 @@ func stored(t testing.TB, r *records.Record) Stored {
 
 func mustOpen(t testing.TB, dir string, o Options) *DB {
 	t.Helper()
-	d, err := Open(dir, o)
+	d, err := Open(context.Background(), dir, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +273,7 @@ func TestLockedDirectory(t *testing.T) {
 	dir := t.TempDir()
 	d := mustOpen(t, dir, Options{})
 	start := time.Now()
-	_, err := Open(dir, Options{LockTimeout: 100 * time.Millisecond})
+	_, err := Open(context.Background(), dir, Options{LockTimeout: 100 * time.Millisecond})
 	if !errors.Is(err, ErrInUse) {
 		t.Fatalf("second Open: %v, want ErrInUse", err)
 	}
@@ -281,6 +282,12 @@ func TestLockedDirectory(t *testing.T) {
 	}
 	if el := time.Since(start); el > 5*time.Second {
 		t.Errorf("second Open took %s", el)
+	}
+	// The caller's context ends the wait too.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := Open(ctx, dir, Options{LockTimeout: time.Minute}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Open with an ending context: %v, want context.DeadlineExceeded", err)
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
@@ -294,7 +301,7 @@ func TestNewerFormatRefused(t *testing.T) {
 	dir := t.TempDir()
 	mustOpen(t, dir, Options{}).Close()
 	setMeta(t, dir, keyFormat, binary.BigEndian.AppendUint32(nil, FormatVersion+1))
-	_, err := Open(dir, Options{})
+	_, err := Open(context.Background(), dir, Options{})
 	if !errors.Is(err, ErrNewerFormat) {
 		t.Fatalf("Open: %v, want ErrNewerFormat", err)
 	}
@@ -309,7 +316,7 @@ func TestOtherIdentityRefused(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	mustOpen(t, dir, Options{NodeID: seededID(1).NodeID()}).Close()
-	if _, err := Open(dir, Options{NodeID: seededID(2).NodeID()}); !errors.Is(err, ErrOtherIdentity) {
+	if _, err := Open(context.Background(), dir, Options{NodeID: seededID(2).NodeID()}); !errors.Is(err, ErrOtherIdentity) {
 		t.Fatalf("Open by another identity: %v, want ErrOtherIdentity", err)
 	}
 	mustOpen(t, dir, Options{NodeID: seededID(1).NodeID()}).Close()
@@ -393,7 +400,7 @@ func TestCorruptRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			before, _ := os.ReadFile(filepath.Join(dir, FileName))
-			d, err := Open(dir, Options{})
+			d, err := Open(context.Background(), dir, Options{})
 			if err == nil {
 				d.Close()
 				t.Fatal("Open succeeded on a damaged file")
@@ -477,7 +484,7 @@ func TestRandomDamageNeverHangs(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		d, err := Open(dir, Options{LockTimeout: 10 * time.Millisecond})
+		d, err := Open(context.Background(), dir, Options{LockTimeout: 10 * time.Millisecond})
 		if err != nil && !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("mutation %d: %v, want ErrCorrupt", i, err)
 		}
