@@ -417,3 +417,42 @@ func TestNodeStateSurvivesSIGKILL(t *testing.T) {
 	}
 	t.Logf("%d seqs acknowledged before SIGKILL (highest %d); republished at %d", len(acked), maxAcked, resumed)
 }
+
+// TestNodePersistsRepublishedSeq: the core republishes on its own timer;
+// the Seq it signs there is on disk without a save or a clean Close (the
+// node is killed, and the database read directly).
+func TestNodePersistsRepublishedSeq(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	seed := startNode(t, udpTestConfig(0, "127.0.0.1:0"))
+	dir := t.TempDir()
+	cfg := persistConfig(1, dir)
+	cfg.Bootstrap = []Bootstrapper{seedsOf(seed)}
+	cfg.Core.TickInterval = 100 * time.Millisecond
+	cfg.Core.RecordLifetime = 2 * time.Second // republished every second
+	cfg.StateSaveInterval = time.Hour
+	n := startNode(t, cfg)
+	first, err := n.Publish(ctx, testRecordTemplate(t, 1, "web", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seq uint64
+	waitFor(ctx, t, "a republish", func() bool {
+		_ = n.exec(ctx, func(time.Time) { seq = n.core.Published(first.Name).Seq })
+		return seq > first.Seq
+	})
+	n.kill()
+	db, err := state.Open(ctx, dir, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	owned, err := db.Owned(nodeIdentity(1).PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(owned) != 1 || owned[0].Seq < seq || owned[0].Record == nil || owned[0].Record.Seq < seq {
+		t.Fatalf("saved %+v, want floor and record at least at the republished seq %d", owned, seq)
+	}
+}
