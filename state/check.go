@@ -32,9 +32,11 @@ const (
 	flagFreelist     = 0x10
 	leafBucket       = 0x01
 	noFreelist       = ^uint64(0)
-	// maxFileSize bounds the file read for the check: the bounded buckets
-	// need a few tens of MiB at most.
-	maxFileSize = 1 << 30
+	// maxFileSize bounds the file read (whole, once, at Open) for the
+	// check: the bounded buckets need a few tens of MiB at most (the
+	// records for others are bounded by the core's MaxRecordBytes, 8 MiB
+	// by default); a larger file is not one this package wrote.
+	maxFileSize = 256 << 20
 	maxDepth    = 64
 )
 
