@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -88,4 +89,80 @@ func TestReload(t *testing.T) {
 	if log := b.logTail(200); strings.Contains(log, "address already in use") {
 		t.Errorf("the reload tried to bind the overlay socket twice:\n%s", log)
 	}
+}
+
+// TestReloadFailure sends SIGUSR1 with a Corefile whose new server block
+// cannot bind (its port is held by the test): the reload fails, the old
+// configuration keeps serving and publishing, and a later SIGTERM still
+// withdraws its names.
+func TestReloadFailure(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	_, keyA := newKey(t, dir, "a.key")
+	idB, keyB := newKey(t, dir, "b.key")
+	a := startServer(t, nodeSpec{Label: "rfail-a", Cloud: "it-rfail", KeyFile: keyA, TTL: 1, Timeout: "2s",
+		Extra: []string{"negative_ttl 1"}})
+	if err := a.waitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := startServer(t, nodeSpec{Label: "rfail-b", Cloud: "it-rfail", KeyFile: keyB, TTL: 1, Timeout: "2s",
+		Bootstrap: []netip.AddrPort{a.overlayAddr()}, Publish: []string{"b1 192.0.2.131"}})
+	if err := b.waitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b1 := securedName(t, idB, "b1")
+	check := func(when string, srv *server, wantNX bool) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer wcancel()
+		err := eventually(wctx, func(ctx context.Context) error {
+			if !wantNX {
+				return resolvesTo(ctx, "udp", srv, b1, []netip.Addr{netip.MustParseAddr("192.0.2.131")})
+			}
+			r, err := query(ctx, "udp", srv.dnsAddr, b1, dns.TypeA)
+			if err != nil {
+				return fmt.Errorf("%w: %w", errNotYet, err)
+			}
+			if r.Rcode != dns.RcodeNameError {
+				return fmt.Errorf("%s: %s, want NXDOMAIN: %w", b1, dns.RcodeToString[r.Rcode], errNotYet)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+	}
+	check("before reload", a, false)
+
+	port := freePort(t, "127.0.0.1")
+	held, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	b.reload(t, func(s *nodeSpec) {
+		s.Publish = append(s.Publish, "b2 192.0.2.132")
+		s.ExtraZones = fmt.Sprintf("other.test.:%d {\n    bind 127.0.0.1\n    whoami\n}\n", port)
+	})
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	err = eventually(wctx, func(context.Context) error {
+		if !strings.Contains(b.logTail(200), "address already in use") {
+			return fmt.Errorf("no failed reload in the log yet: %w", errNotYet)
+		}
+		return nil
+	})
+	wcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.alive() {
+		t.Fatal("the failed reload stopped the server")
+	}
+	check("after the failed reload, at the other node", a, false)
+	check("after the failed reload, at the reloaded node", b, false)
+
+	b.stop()
+	check("after SIGTERM of the node whose reload failed", a, true)
 }
