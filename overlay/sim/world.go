@@ -318,7 +318,7 @@ func (w *World) Run(ctx context.Context) (*Report, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("sim: run interrupted at %v (seed %d): %w", w.e.Elapsed(), c.Seed, err)
 		}
-		w.e.Run(min(w.e.Elapsed()+time.Second, w.end))
+		w.e.Run(min(w.e.Elapsed()+100*time.Millisecond, w.end))
 	}
 	if c.Progress != nil {
 		w.progress(true)
