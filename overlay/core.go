@@ -43,6 +43,7 @@ type Core struct {
 	dirty  bool  // the neighbourhood changed since the last replication pass
 	srtt   int64 // smoothed request round trip (ns), for soft timeouts
 	st     Stats
+	rl     rateLimiter
 }
 
 // ownedRecord is a record this node published and keeps republishing.
@@ -97,6 +98,7 @@ func NewCore(cfg Config) (*Core, error) {
 		owned:   make(map[identity.Key]*ownedRecord),
 		pending: make(map[uint64]*request),
 		ops:     make(map[OpID]*operation),
+		rl:      newRateLimiter(cfg.RateLimits),
 	}
 	c.st.ID = id
 	return c, nil
@@ -346,6 +348,9 @@ func (c *Core) HandleDatagram(now time.Time, from netip.AddrPort, data []byte) {
 }
 
 func (c *Core) onHello(now int64, from netip.AddrPort, data []byte) {
+	if !c.admitHello(now, from) {
+		return
+	}
 	hl := parseHello(data, ptHello)
 	if s := c.sess.halfOpen[helloKey{from, hl.senderIdx}]; s != nil {
 		if bytes.Equal(s.hs.hello, data) {
@@ -483,7 +488,9 @@ func (c *Core) onData(now int64, from netip.AddrPort, data []byte) {
 		return
 	}
 	c.onSeen(now, s.peer, s.addr)
-	c.onMessage(now, s, &m)
+	if c.admit(now, s, &m) {
+		c.onMessage(now, s, &m)
+	}
 }
 
 func (c *Core) onNoSession(now int64, from netip.AddrPort, data []byte) {
@@ -539,6 +546,9 @@ func (c *Core) onSeen(now int64, peer identity.Key, addr netip.AddrPort) {
 
 // onMessage dispatches an authenticated message received on s.
 func (c *Core) onMessage(now int64, s *session, m *msg) {
+	if c.cfg.Hostile != nil && c.hostileAnswer(now, s, m) {
+		return
+	}
 	switch m.typ {
 	case mPing:
 		c.reply(now, s, &msg{typ: mPong, reqID: m.reqID, addr: s.addr})
@@ -658,7 +668,7 @@ func (c *Core) HandleTimer(now time.Time) {
 				c.onSoftTimeout(ns, req)
 			}
 		case tGrace:
-			if op := c.ops[OpID(t.id)]; op != nil && !op.storing {
+			if op := c.ops[OpID(t.id)]; op != nil && !op.storing && c.quorumMet(op) {
 				c.finishLookup(ns, op)
 			}
 		case tTick:
@@ -690,6 +700,11 @@ func (c *Core) maintain(now int64) {
 	for _, k := range due {
 		c.republish(now, k)
 	}
+	// A node whose join got no answer but that knows contacts (they reached
+	// it, or handshakes completed) retries its self-lookup every tick.
+	if !c.joined && c.rt.size > 0 && !c.joinRunning() {
+		c.startInternalLookup(now, opJoin, c.id)
+	}
 	// Refresh buckets that saw no lookup for RefreshInterval, and check the
 	// liveness of each bucket's least recently seen contact once it has been
 	// silent that long (one ping per bucket per tick).
@@ -719,6 +734,16 @@ func (c *Core) maintain(now int64) {
 	if c.dirty {
 		c.replicate(now)
 	}
+}
+
+// joinRunning reports whether a join (API or internal) is in progress.
+func (c *Core) joinRunning() bool {
+	for _, op := range c.ops {
+		if op.kind == opJoin {
+			return true
+		}
+	}
+	return false
 }
 
 // ---- API ----

@@ -357,3 +357,27 @@ func TestSoftTimeoutRoutesAroundDeadContacts(t *testing.T) {
 		t.Errorf("resolve took %v: waited for hard timeouts of dead contacts", took)
 	}
 }
+
+func TestJoinWithLostAnswersIsRetriedByMaintenance(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.build(3, nil)
+	seed := n.nodes[0]
+	late := n.add(nil)
+	// Handshakes get through, but every DATA answer from the seed is lost.
+	n.drop = func(from, to netip.AddrPort, data []byte) bool {
+		return from == seed.addr && to == late.addr && data[1] == ptData
+	}
+	c := n.wait(late, late.core.Join(n.now, []netip.AddrPort{seed.addr}), time.Minute)
+	if !errors.Is(c.Err, ErrAlone) {
+		t.Fatalf("join with every answer lost: %v, want ErrAlone", c.Err)
+	}
+	if st := late.core.Stats(); st.Joined {
+		t.Fatalf("joined without an answer: %+v", st)
+	}
+	n.drop = nil
+	n.runFor(2 * DefaultTickInterval)
+	if st := late.core.Stats(); !st.Joined || st.RoutingTableSize != 3 {
+		t.Fatalf("after maintenance: joined=%v table=%d", st.Joined, st.RoutingTableSize)
+	}
+}

@@ -170,9 +170,16 @@ func (n *testNet) build(size int, mod func(*Config)) {
 	}
 	for i := 1; i < size; i++ {
 		tn := n.add(mod)
-		op := tn.core.Join(n.now, []netip.AddrPort{first.addr})
-		if c := n.wait(tn, op, time.Minute); c.Err != nil {
-			n.t.Fatalf("join of node %d: %v", i, c.Err)
+		// Like the drivers, retry a join that nobody answered (lossy tests).
+		var err error
+		for try := 0; try < 3; try++ {
+			op := tn.core.Join(n.now, []netip.AddrPort{first.addr})
+			if err = n.wait(tn, op, time.Minute).Err; err == nil {
+				break
+			}
+		}
+		if err != nil {
+			n.t.Fatalf("join of node %d: %v", i, err)
 		}
 	}
 	n.runFor(5 * time.Second)

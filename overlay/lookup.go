@@ -33,11 +33,12 @@ const (
 )
 
 type cand struct {
-	c     contact
-	hasID bool // false for a seed known only by address
-	hop   uint8
-	state uint8
-	ref   int32 // index of the candidate that referred this one (-1: own table or seed)
+	c       contact
+	hasID   bool // false for a seed known only by address
+	retried bool // a seed gets a second request if the first is lost
+	hop     uint8
+	state   uint8
+	ref     int32 // index of the candidate that referred this one (-1: own table or seed)
 }
 
 // operation is one API call (or internal maintenance) in progress: an
@@ -229,7 +230,7 @@ func (c *Core) step(now int64, op *operation) {
 	if op.done || op.storing {
 		return
 	}
-	if op.kind == opResolve && len(op.recs) > 0 && op.foundFrom > 0 {
+	if op.kind == opResolve && len(op.recs) > 0 && op.foundFrom > 0 && c.quorumMet(op) {
 		// Found: send nothing new; wait for the answers in flight (bounded by
 		// the grace timer) to prefer the newest replica.
 		if op.inflight == 0 || op.foundFrom >= 2 {
@@ -387,7 +388,13 @@ func (c *Core) opFailure(now int64, req *request, timedOut bool) {
 		return
 	}
 	if int(req.cand) < len(op.all) && op.all[req.cand].state == cInflight {
-		op.all[req.cand].state = cFailed
+		cd := &op.all[req.cand]
+		cd.state = cFailed
+		if !cd.hasID && !cd.retried && timedOut {
+			// A seed is often the only way in: one lost datagram must not
+			// make a join fail, so it is asked a second time.
+			cd.state, cd.retried = cFresh, true
+		}
 		op.inflight--
 		if req.slow {
 			op.slow--
@@ -471,7 +478,10 @@ func (c *Core) complete(now int64, op *operation) {
 		}
 		done := op.closestDone(c.cfg.K)
 		c.deepestOf(op, done)
-		if !op.anyResponse && c.rt.size == 0 {
+		if !op.anyResponse {
+			// Nobody answered the join lookup (handshakes may have completed
+			// and left contacts in the table, but no FIND_NODE came back):
+			// report it, and let the maintenance tick retry the self-lookup.
 			comp.Err = ErrAlone
 		}
 		if op.anyResponse && !c.cfg.SkipJoinRefresh {
