@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -62,12 +64,13 @@ func runResolve(ctx context.Context, e *env, args []string) error {
 	listen := fset.String("listen", "", "local overlay UDP `ADDR` (default 127.0.0.1:0 for loopback seeds, else 0.0.0.0:0 and/or [::]:0)")
 	jsonOut := fset.Bool("json", false, "print the result as one JSON object")
 	verbose := fset.Bool("v", false, "log the temporary node's activity on stderr")
+	stateDir := fset.String("state", "", "keep the node's state in `DIR` (its key, routing snapshot and records), so later runs rejoin through the peers it knew, without -bootstrap")
 	pos, err := parseArgs(fset, args, 1, 1)
 	if err != nil {
 		return err
 	}
-	if len(seeds) == 0 {
-		fmt.Fprintln(fset.Output(), "peername resolve: at least one -bootstrap seed is needed to reach a cloud")
+	if len(seeds) == 0 && *stateDir == "" {
+		fmt.Fprintln(fset.Output(), "peername resolve: at least one -bootstrap seed (or a -state directory from an earlier run) is needed to reach a cloud")
 		fset.Usage()
 		return errUsage
 	}
@@ -94,17 +97,30 @@ func runResolve(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("-listen %q: %w", *listen, err)
 		}
 		listenAddrs = []netip.AddrPort{ap}
+	} else if len(seeds) == 0 {
+		// Only saved peers to go by: they may be anywhere.
+		listenAddrs = []netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:0")}
 	} else {
 		listenAddrs = listenFor(seeds)
 	}
 
-	r := e.rand
-	if r == nil {
-		r = rand.Reader
-	}
-	id, err := identity.Generate(r)
-	if err != nil {
-		return err
+	var id *identity.Identity
+	if *stateDir != "" {
+		// The state is bound to one node identity: keep its key beside it.
+		if err := os.MkdirAll(*stateDir, 0o700); err != nil {
+			return fmt.Errorf("-state: %w", err)
+		}
+		if id, _, err = identity.LoadOrCreate(filepath.Join(*stateDir, "resolve.key")); err != nil {
+			return fmt.Errorf("-state: %w", err)
+		}
+	} else {
+		r := e.rand
+		if r == nil {
+			r = rand.Reader
+		}
+		if id, err = identity.Generate(r); err != nil {
+			return err
+		}
 	}
 	level := slog.LevelError
 	if *verbose {
@@ -120,6 +136,7 @@ func runResolve(ctx context.Context, e *env, args []string) error {
 		Bootstrap: boots,
 		Cloud:     *cloud,
 		Logger:    logger,
+		StateDir:  *stateDir,
 	})
 	if err != nil {
 		return err
@@ -129,7 +146,11 @@ func runResolve(ctx context.Context, e *env, args []string) error {
 	}
 	defer node.Close()
 	if why := node.NetStats().AloneReason; why != "" {
-		return fmt.Errorf("cloud %q via %s: %s: %w", *cloud, seeds.String(), why, errNotJoined)
+		via := seeds.String()
+		if via == "" {
+			via = "the peers saved in " + *stateDir
+		}
+		return fmt.Errorf("cloud %q via %s: %s: %w", *cloud, via, why, errNotJoined)
 	}
 
 	recs, path, err := node.Resolve(ctx, q.name.Key())

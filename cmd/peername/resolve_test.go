@@ -7,6 +7,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -308,5 +310,30 @@ func TestVerifyRecords(t *testing.T) {
 				t.Errorf("error %v, want %v", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestResolveState checks -state: a run with a seed saves the peers it met,
+// and a later run with no seed at all rejoins through them.
+func TestResolveState(t *testing.T) {
+	t.Parallel()
+	tc := startTestCloud(t, "cli-state")
+	dir := filepath.Join(t.TempDir(), "state")
+	code, stdout, stderr := runCLI(t, nil, "resolve", "-cloud", tc.cloud, "-timeout", "10s", "-state", dir, "-bootstrap", tc.seed(0), tc.alice)
+	if code != exitOK || !strings.Contains(stdout, "address   192.0.2.10") {
+		t.Fatalf("first run: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	st, err := os.Stat(filepath.Join(dir, "resolve.key"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("state key: %v, mode %v; want a 0600 file", err, st)
+	}
+	code, stdout, stderr = runCLI(t, nil, "resolve", "-cloud", tc.cloud, "-timeout", "10s", "-state", dir, tc.alice)
+	if code != exitOK || !strings.Contains(stdout, "address   192.0.2.10") {
+		t.Fatalf("run from saved state without -bootstrap: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	// An empty state directory and no seed: nothing to join through.
+	code, _, stderr = runCLI(t, nil, "resolve", "-cloud", tc.cloud, "-timeout", "5s", "-state", t.TempDir(), tc.alice)
+	if code != exitFailure || !strings.Contains(stderr, "could not join") {
+		t.Fatalf("empty state: exit %d, stderr %q; want exit 1, could not join", code, stderr)
 	}
 }
