@@ -3,6 +3,8 @@ package sim
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 )
 
 // Report is the outcome of a run. Every lookup the workload scheduled is in
@@ -23,8 +25,10 @@ type Report struct {
 	WrongRecord int     `json:"wrong_record"` // no error, but no record of the name's owner
 	HopLimit    int     `json:"hop_limit"`
 	OtherErrors int     `json:"other_errors"`
-	Unfinished  int     `json:"unfinished"` // no completion by the end of the run
-	NotIssued   int     `json:"not_issued"` // no live name or source to use
+	// OtherErrorKinds counts the other errors by message.
+	OtherErrorKinds map[string]int `json:"other_error_kinds,omitempty"`
+	Unfinished      int            `json:"unfinished"` // no completion by the end of the run
+	NotIssued       int            `json:"not_issued"` // no live name or source to use
 
 	HopsMean     float64 `json:"hops_mean"` // over successful lookups
 	HopsP99      float64 `json:"hops_p99"`
@@ -104,6 +108,11 @@ time             %.0f s virtual, %.1f s wall
 		r.VirtualS, r.WallS)
 	if err != nil {
 		return fmt.Errorf("sim: write report: %w", err)
+	}
+	for _, k := range slices.Sorted(maps.Keys(r.OtherErrorKinds)) {
+		if _, err := fmt.Fprintf(out, "other error      %d × %s\n", r.OtherErrorKinds[k], k); err != nil {
+			return fmt.Errorf("sim: write report: %w", err)
+		}
 	}
 	for _, v := range r.ViolationList {
 		if _, err := fmt.Fprintf(out, "VIOLATION %s\n", v); err != nil {

@@ -591,6 +591,10 @@ func (w *World) lookupDone(now time.Time, info opInfo, c *overlay.Completion) {
 		w.rep.HopLimit++
 	default:
 		w.rep.OtherErrors++
+		if w.rep.OtherErrorKinds == nil {
+			w.rep.OtherErrorKinds = map[string]int{}
+		}
+		w.rep.OtherErrorKinds[c.Err.Error()]++
 	}
 }
 
