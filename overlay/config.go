@@ -30,6 +30,7 @@ const (
 	DefaultMaxRecordBytes   = 8 << 20
 	DefaultMaxPerSource     = 1024
 	DefaultMaxPublishers    = 8
+	DefaultMaxPerPublisher  = 256
 	DefaultMaxPending       = 512
 	DefaultMaxOps           = 256
 	DefaultMaxRangeKeys     = 64
@@ -89,6 +90,9 @@ type Config struct {
 	MaxPerSource int
 	// MaxPublishers bounds the publishers kept for one unsecured name.
 	MaxPublishers int
+	// MaxPerPublisher bounds the records stored for others under one
+	// publisher key (all the names one key signs).
+	MaxPerPublisher int
 	// MaxPending bounds outstanding requests; MaxOps bounds concurrent operations.
 	MaxPending int
 	MaxOps     int
@@ -102,6 +106,8 @@ type Config struct {
 	// SkipJoinRefresh disables the bucket refresh lookups that follow a join's
 	// self-lookup (the periodic refresh still runs).
 	SkipJoinRefresh bool
+	// RateLimits are the per-source request, store and handshake limits (ratelimit.go).
+	RateLimits RateLimits
 }
 
 func (c *Config) applyDefaults() error {
@@ -130,6 +136,8 @@ func (c *Config) applyDefaults() error {
 	def(&c.MaxRecordBytes, DefaultMaxRecordBytes)
 	def(&c.MaxPerSource, DefaultMaxPerSource)
 	def(&c.MaxPublishers, DefaultMaxPublishers)
+	def(&c.MaxPerPublisher, DefaultMaxPerPublisher)
+	c.RateLimits.applyDefaults()
 	def(&c.MaxPending, DefaultMaxPending)
 	def(&c.MaxOps, DefaultMaxOps)
 	def(&c.MaxRangeKeys, DefaultMaxRangeKeys)
@@ -233,6 +241,9 @@ type Stats struct {
 	DroppedCloud             uint64 // datagrams of another cloud
 	DroppedMalformed         uint64
 	RecordsRejected          uint64 // STOREs refused (bad signature, stale, bounds)
+	RateLimited              uint64 // requests dropped over the per-source request limit
+	StoresRateLimited        uint64 // STOREs refused unverified over the per-source store limit
+	HandshakesRateLimited    uint64 // HELLOs dropped over the per-source handshake limit
 }
 
 // Errors reported in Completion.Err or by NewCore. Test them with errors.Is.
