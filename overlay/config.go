@@ -108,6 +108,11 @@ type Config struct {
 	SkipJoinRefresh bool
 	// RateLimits are the per-source request, store and handshake limits (ratelimit.go).
 	RateLimits RateLimits
+	// Defence switches the defences against hostile nodes (defence.go).
+	Defence Defence
+	// Hostile, set only by the simulator, makes this core one of a set of
+	// colluding hostile nodes (defence_hostile.go). nil for every real node.
+	Hostile *Hostility
 }
 
 func (c *Config) applyDefaults() error {

@@ -108,6 +108,7 @@ func run(args []string, stdout, stderr io.Writer, newCore func(int, overlay.Conf
 	fs.IntVar(&cfg.Core.K, "k", 0, "bucket size K (0 = core default)")
 	fs.IntVar(&cfg.Core.Alpha, "alpha", 0, "lookup parallelism (0 = core default)")
 	fs.IntVar(&cfg.Core.Replication, "replication", 0, "replication factor (0 = core default)")
+	applyAttack := AttackFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: peername sim [-nodes N] [-lookups L] [-seed S] [-fail F] [-loss P] [-rtt MIN:MAX] [-json] [flags]")
 		fs.PrintDefaults()
@@ -134,6 +135,10 @@ func run(args []string, stdout, stderr io.Writer, newCore func(int, overlay.Conf
 			return 2
 		}
 		cfg.Net.Partitions = []Partition{p}
+	}
+	if err := applyAttack(&cfg); err != nil {
+		fmt.Fprintln(stderr, "peername sim:", err)
+		return 2
 	}
 	cfg.LookupPhase = *lookupPhase
 	cfg.NewCore = newCore

@@ -77,6 +77,8 @@ type Report struct {
 	ToDead      uint64 `json:"to_failed_nodes"`
 	Trace       string `json:"trace"`
 
+	Attack *AttackReport `json:"attack,omitempty"` // with -malicious
+
 	Violations    int      `json:"violations"`
 	ViolationList []string `json:"violation_list,omitempty"`
 }

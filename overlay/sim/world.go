@@ -96,6 +96,8 @@ type Config struct {
 	// NewCore builds node i's core (default: overlay.NewCore). Hostile-node
 	// experiments return misbehaving cores for chosen indices.
 	NewCore func(i int, cfg overlay.Config) (Core, error)
+	// Attack, if set, makes a fraction of the nodes hostile (attack.go).
+	Attack *Attack
 
 	// HashData folds datagram contents into the trace hash (slower).
 	HashData bool
@@ -212,6 +214,8 @@ type World struct {
 	doom  []bool  // nodes scheduled to fail
 	ops   map[opKey]opInfo
 
+	attack *attackState // nil without Config.Attack
+
 	joinEnd, lookupStart, lookupEnd, end time.Duration
 
 	rep        Report
@@ -269,12 +273,16 @@ func (w *World) Run(ctx context.Context) (*Report, error) {
 	w.lookupEnd = w.lookupStart + c.LookupPhase
 	w.end = w.lookupEnd + c.LookupTimeout + time.Second
 
+	w.setupAttack()
 	// Initial joins, one call chained to the next so the queue stays small.
 	w.chain(c.Nodes, 0, joinSpan, func(k int, _ time.Time) { w.addNode() })
 
 	// Publishers: a random subset of the initial nodes.
 	nPub := int(math.Round(c.Publishers * float64(c.Nodes)))
 	for _, i := range rng.Perm(c.Nodes)[:nPub] {
+		if w.hostile(i) {
+			continue
+		}
 		id := w.identityOf(i)
 		name, err := identity.NewSecuredName(fmt.Sprintf("n%d", i), id.PublicKey())
 		if err != nil {
@@ -284,6 +292,7 @@ func (w *World) Run(ctx context.Context) (*Report, error) {
 	}
 	w.rep.Names = len(w.names)
 	w.chain(len(w.names), w.joinEnd, publishSpan, func(k int, now time.Time) { w.publish(k, now, 0) })
+	w.scheduleAttack(publishSpan)
 
 	// Silent failures and late joins during the lookup phase.
 	nFail := int(math.Round(c.Fail * float64(c.Nodes)))
@@ -448,7 +457,7 @@ func (w *World) pickSource(avoid int32) int {
 			return -1
 		}
 		j := int(w.ready[rng.IntN(len(w.ready))])
-		if int32(j) != avoid && w.e.Alive(j) && !w.doom[j] {
+		if int32(j) != avoid && w.e.Alive(j) && !w.doom[j] && !w.hostile(j) {
 			return j
 		}
 	}
@@ -573,6 +582,7 @@ func (w *World) current(k int32, want uint64, c *overlay.Completion) (found, cur
 }
 
 func (w *World) lookupDone(now time.Time, info opInfo, c *overlay.Completion) {
+	w.attackLookupDone(now, info, c)
 	found, cur := w.current(info.name, info.want, c)
 	switch {
 	case c.Err == nil && cur:
@@ -768,6 +778,7 @@ func (w *World) finish() {
 	r.MaxQueue = c.MaxQueue
 	r.Sent, r.Lost, r.Duplicated, r.Partitioned, r.ToDead = c.Sent, c.Lost, c.Duplicated, c.Partitioned, c.ToDead
 	r.Trace = fmt.Sprintf("%016x", w.e.Trace())
+	r.Attack = w.attackReport()
 	if n := len(w.violations); n > 0 {
 		r.ViolationList = w.violations[:min(n, 20)]
 	}

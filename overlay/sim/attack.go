@@ -1,0 +1,304 @@
+package sim
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/peername/peername/identity"
+	"github.com/peername/peername/overlay"
+	"github.com/peername/peername/records"
+)
+
+// Attack makes a fraction of the nodes hostile and colluding. Hostile nodes
+// never publish the workload's names and never issue its lookups: every
+// lookup the report counts is an honest node resolving an honest name.
+type Attack struct {
+	Kind overlay.HostileKind
+	// Fraction of the initial nodes that are hostile (node 0, the first
+	// bootstrap, is always honest).
+	Fraction float64
+	// Defence turns on overlay.DefaultDefence in every honest core.
+	Defence bool
+	// FloodEvery is how often a flooding node publishes one more junk name
+	// (default 2 s); ChurnEvery how often a churning node takes a fresh
+	// identity and rejoins (default 30 s).
+	FloodEvery, ChurnEvery time.Duration
+}
+
+// AttackReport is the attack's effect, in Report.Attack.
+type AttackReport struct {
+	Kind      string  `json:"kind"`
+	Fraction  float64 `json:"malicious_fraction"`
+	Malicious int     `json:"malicious_nodes"`
+	Defence   bool    `json:"defence"`
+	// HonestSuccessRate is Report.SuccessRate: lookups by honest nodes of
+	// honest names that returned the owner's current record.
+	HonestSuccessRate float64 `json:"honest_success_rate"`
+	// ForgedAccepted counts records an honest resolver returned that fail
+	// records.Verify or are not the looked-up name's owner's record. Must be 0.
+	ForgedAccepted int `json:"forged_accepted"`
+	// StaleAccepted counts lookups that returned an older Seq than the
+	// owner's current while a live honest node held the current one.
+	StaleAccepted int `json:"stale_accepted"`
+	// Eclipsed counts lookups that returned no record of the owner although
+	// a live honest node held its current record.
+	Eclipsed int `json:"eclipsed"`
+	// Lying answers sent by the hostile nodes.
+	ForgedAnswers   uint64 `json:"forged_answers"`
+	StaleAnswers    uint64 `json:"stale_answers"`
+	EclipseAnswers  uint64 `json:"eclipse_answers"`
+	DroppedRequests uint64 `json:"dropped_requests"`
+	FloodPublishes  int    `json:"flood_publishes"`
+	Churns          int    `json:"identity_churns"`
+	Republished     int    `json:"republished"` // stale: names republished with a higher Seq before the lookups
+}
+
+// attackState is the World's side of an attack.
+type attackState struct {
+	cfg     Attack
+	hostile []bool
+	h       *overlay.Hostility
+	byKey   map[identity.Key]identity.Name
+	rep     AttackReport
+}
+
+// AttackFlags registers -malicious, -attack and -defence on fs; the
+// returned function applies them to cfg after parsing.
+func AttackFlags(fs *flag.FlagSet) func(cfg *Config) error {
+	frac := fs.Float64("malicious", 0, "fraction of nodes that are hostile and collude (with -attack)")
+	kind := fs.String("attack", "eclipse", "what hostile nodes do: forge, stale, eclipse, drop, flood, churn")
+	def := fs.String("defence", "off", "defences against hostile nodes in honest cores: off or on")
+	return func(cfg *Config) error {
+		k, ok := overlay.ParseHostileKind(*kind)
+		if !ok || k == overlay.HostileNone {
+			return fmt.Errorf("%w: -attack %q", ErrBadFlag, *kind)
+		}
+		if *def != "off" && *def != "on" {
+			return fmt.Errorf("%w: -defence %q: want off or on", ErrBadFlag, *def)
+		}
+		if !(*frac >= 0 && *frac < 1) {
+			return fmt.Errorf("%w: -malicious %v: want 0 <= F < 1", ErrBadFlag, *frac)
+		}
+		if *def == "on" {
+			cfg.Core.Defence = overlay.DefaultDefence(cfg.Core.K)
+		}
+		if *frac > 0 {
+			cfg.Attack = &Attack{Kind: k, Fraction: *frac, Defence: *def == "on"}
+		}
+		return nil
+	}
+}
+
+// setupAttack picks the hostile nodes and wraps the core constructor. It
+// runs before the first node is added.
+func (w *World) setupAttack() {
+	a := w.cfg.Attack
+	if a == nil {
+		return
+	}
+	if a.FloodEvery <= 0 {
+		a.FloodEvery = 2 * time.Second
+	}
+	if a.ChurnEvery <= 0 {
+		a.ChurnEvery = 30 * time.Second
+	}
+	st := &attackState{cfg: *a, hostile: make([]bool, w.cfg.Nodes), byKey: make(map[identity.Key]identity.Name)}
+	st.rep = AttackReport{Kind: a.Kind.String(), Fraction: a.Fraction, Defence: a.Defence}
+	st.h = &overlay.Hostility{Kind: a.Kind, NameOf: func(k identity.Key) (identity.Name, bool) {
+		n, ok := st.byKey[k]
+		return n, ok
+	}}
+	cut := uint64(a.Fraction * (1 << 32))
+	for i := 1; i < w.cfg.Nodes; i++ {
+		if Derive(w.cfg.Seed, "malicious", uint64(i))&(1<<32-1) < cut {
+			st.hostile[i] = true
+			st.rep.Malicious++
+			st.h.Colluders = append(st.h.Colluders, overlay.Contact{ID: w.identityOf(i).NodeID(), Addr: AddrOf(i)})
+		}
+	}
+	honest := w.cfg.NewCore
+	w.cfg.NewCore = func(i int, cfg overlay.Config) (Core, error) {
+		if !st.isHostile(i) {
+			return honest(i, cfg)
+		}
+		cfg.Defence = overlay.Defence{}
+		cfg.Hostile = st.h
+		inner, err := overlay.NewCore(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("sim: hostile core %d: %w", i, err)
+		}
+		hc := &hostileCore{Core: inner, w: w, st: st, i: i, cfg: cfg}
+		switch a.Kind {
+		case overlay.HostileFlood:
+			hc.every = a.FloodEvery
+		case overlay.HostileChurn:
+			hc.every = a.ChurnEvery
+		}
+		return hc, nil
+	}
+	w.attack = st
+}
+
+func (st *attackState) isHostile(i int) bool {
+	return st != nil && i >= 0 && i < len(st.hostile) && st.hostile[i]
+}
+
+// hostile reports whether node i is hostile.
+func (w *World) hostile(i int) bool { return w.attack.isHostile(i) }
+
+// scheduleAttack runs once the workload's names are chosen: the adversary
+// learns them (forge), and for a stale attack every owner republishes (a
+// higher Seq) after the colluders kept the first record.
+func (w *World) scheduleAttack(publishSpan time.Duration) {
+	st := w.attack
+	if st == nil {
+		return
+	}
+	for _, p := range w.names {
+		st.byKey[p.key] = p.name
+	}
+	if st.cfg.Kind == overlay.HostileStale {
+		w.chain(len(w.names), w.joinEnd+publishSpan+w.cfg.Settle/4, w.cfg.Settle/2, func(k int, now time.Time) {
+			if w.names[k].ok {
+				st.rep.Republished++
+				w.publish(k, now, 0)
+			}
+		})
+	}
+}
+
+// attackLookupDone counts the attack's effect on one finished lookup.
+func (w *World) attackLookupDone(now time.Time, info opInfo, c *overlay.Completion) {
+	st := w.attack
+	if st == nil {
+		return
+	}
+	p := &w.names[info.name]
+	found, cur := false, false
+	for _, r := range c.Records {
+		if records.Verify(r, now) != nil || r.Name != p.name || !bytes.Equal(r.PublicKey, p.pub) {
+			st.rep.ForgedAccepted++
+			continue
+		}
+		found = true
+		cur = cur || r.Seq >= info.want
+	}
+	if cur || !w.honestHolds(p.key, info.want) {
+		return
+	}
+	if found {
+		st.rep.StaleAccepted++
+	} else {
+		st.rep.Eclipsed++
+	}
+}
+
+// honestHolds reports whether a live honest node holds a record under key
+// with at least Seq seq.
+func (w *World) honestHolds(key identity.Key, seq uint64) bool {
+	for i, n := range w.nodes {
+		if w.hostile(i) || !w.e.Alive(i) || n.Core == nil {
+			continue
+		}
+		rw, ok := n.Core.(RecordWalker)
+		if !ok {
+			continue
+		}
+		held := false
+		rw.ForEachRecord(func(r *records.Record) bool {
+			if r.Key() == key && r.Seq >= seq {
+				held = true
+				return false
+			}
+			return true
+		})
+		if held {
+			return true
+		}
+	}
+	return false
+}
+
+// attackReport completes the attack's report.
+func (w *World) attackReport() *AttackReport {
+	st := w.attack
+	if st == nil {
+		return nil
+	}
+	st.rep.HonestSuccessRate = w.rep.SuccessRate
+	st.rep.ForgedAnswers, st.rep.StaleAnswers = st.h.Forged, st.h.Stale
+	st.rep.EclipseAnswers, st.rep.DroppedRequests = st.h.Eclipsed, st.h.Dropped
+	r := st.rep
+	return &r
+}
+
+// hostileCore is a hostile node: a real core whose answers lie through
+// overlay.Hostility, plus the behaviours driven from outside a core (store
+// floods, identity churn).
+type hostileCore struct {
+	*overlay.Core
+	w     *World
+	st    *attackState
+	i     int
+	cfg   overlay.Config
+	every time.Duration
+	next  time.Time
+	gen   int
+	seeds []netip.AddrPort
+}
+
+func (h *hostileCore) Join(now time.Time, seeds []netip.AddrPort) overlay.OpID {
+	h.seeds = seeds
+	if h.every > 0 {
+		h.next = now.Add(h.every/2 + time.Duration(Derive(h.w.cfg.Seed, "attack-phase", uint64(h.i))%uint64(h.every)))
+	}
+	return h.Core.Join(now, seeds)
+}
+
+func (h *hostileCore) NextTimer() time.Time {
+	t := h.Core.NextTimer()
+	if !h.next.IsZero() && (t.IsZero() || h.next.Before(t)) {
+		return h.next
+	}
+	return t
+}
+
+func (h *hostileCore) HandleTimer(now time.Time) {
+	h.Core.HandleTimer(now)
+	if h.next.IsZero() || now.Before(h.next) {
+		return
+	}
+	h.next = now.Add(h.every)
+	h.gen++
+	switch h.st.cfg.Kind {
+	case overlay.HostileFlood:
+		name, err := identity.NewSecuredName(fmt.Sprintf("flood%d", h.gen), h.cfg.Identity.PublicKey())
+		if err != nil {
+			return
+		}
+		h.st.rep.FloodPublishes++
+		h.Core.Publish(now, &records.Record{Name: name, Endpoints: []netip.Addr{AddrOf(h.i).Addr()},
+			Payload: bytes.Repeat([]byte{0xf1}, 2048)})
+	case overlay.HostileChurn:
+		seeds := h.seeds
+		for _, ct := range h.Core.Contacts(3) {
+			seeds = append(seeds, ct.Addr)
+		}
+		cfg := h.cfg
+		cfg.Identity = identity.FromSeed(DeriveBytes(h.w.cfg.Seed, fmt.Sprintf("churn-%d", h.gen), uint64(h.i)))
+		cfg.Seed = Derive(h.w.cfg.Seed, fmt.Sprintf("churn-core-%d", h.gen), uint64(h.i))
+		inner, err := overlay.NewCore(cfg)
+		if err != nil {
+			return
+		}
+		// The old identity's pending sends are dropped with it: a churning
+		// node vanishes without a LEAVE.
+		h.Core.Outbox()
+		h.Core = inner
+		h.st.rep.Churns++
+		h.Core.Join(now, seeds[:min(len(seeds), 6)])
+	}
+}

@@ -1,0 +1,74 @@
+package sim
+
+import (
+	"context"
+	"testing"
+
+	"github.com/peername/peername/overlay"
+)
+
+// attackRun runs a small network with 20% colluding hostile nodes.
+func attackRun(t *testing.T, kind overlay.HostileKind, defence bool) *Report {
+	t.Helper()
+	cfg := Config{Seed: 7, Nodes: 120, Lookups: 300, Publishers: 0.25, Net: Network{RTTMin: 20e6, RTTMax: 100e6},
+		Attack: &Attack{Kind: kind, Fraction: 0.2, Defence: defence}}
+	if defence {
+		cfg.Core.Defence = overlay.DefaultDefence(0)
+	}
+	w, err := NewWorld(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := w.Run(context.Background())
+	if err != nil {
+		t.Fatalf("%v: %v", kind, err)
+	}
+	if rep.Attack == nil || rep.Attack.Malicious == 0 {
+		t.Fatalf("%v: no hostile node in the run: %+v", kind, rep.Attack)
+	}
+	return rep
+}
+
+// TestAttacksNeverPlantRecords: whatever the hostile nodes answer, no honest
+// resolver returns a record that fails Verify or is not the owner's.
+func TestAttacksNeverPlantRecords(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []overlay.HostileKind{overlay.HostileForge, overlay.HostileStale, overlay.HostileEclipse} {
+		t.Run(kind.String(), func(t *testing.T) {
+			t.Parallel()
+			rep := attackRun(t, kind, false)
+			if rep.Attack.ForgedAccepted != 0 || rep.WrongRecord != 0 {
+				t.Errorf("forged accepted %d, wrong record %d", rep.Attack.ForgedAccepted, rep.WrongRecord)
+			}
+			if kind == overlay.HostileForge && rep.Attack.ForgedAnswers == 0 {
+				t.Errorf("the forging nodes sent no forged answer: the test attacks nothing")
+			}
+		})
+	}
+}
+
+// TestQuorumReadsDefeatStaleReplicas: colluders that serve an older, validly
+// signed record win some lookups without quorum reads and none with them.
+func TestQuorumReadsDefeatStaleReplicas(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		defence   bool
+		wantStale bool
+	}{
+		{defence: false, wantStale: true},
+		{defence: true, wantStale: false},
+	}
+	for _, tt := range tests {
+		t.Run(map[bool]string{false: "off", true: "on"}[tt.defence], func(t *testing.T) {
+			t.Parallel()
+			rep := attackRun(t, overlay.HostileStale, tt.defence)
+			a := rep.Attack
+			if a.Republished == 0 || a.StaleAnswers == 0 {
+				t.Fatalf("no republish (%d) or no stale answer (%d): the attack did not run", a.Republished, a.StaleAnswers)
+			}
+			if got := a.StaleAccepted > 0; got != tt.wantStale {
+				t.Errorf("stale accepted = %d (lookups ok %d/%d), want stale: %v", a.StaleAccepted, rep.Succeeded, rep.Lookups, tt.wantStale)
+			}
+		})
+	}
+}
