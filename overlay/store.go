@@ -32,20 +32,24 @@ type recordStore struct {
 	count      int
 	bytes      int
 	perSource  map[netip.Addr]int
+	perPub     map[string]int // records received from peers, by publisher key
 	maxRecords int
 	maxBytes   int
 	maxSource  int
 	maxPub     int
+	maxPerPub  int
 }
 
 func newRecordStore(cfg *Config) recordStore {
 	return recordStore{
 		m:          make(map[identity.Key]*slot),
 		perSource:  make(map[netip.Addr]int),
+		perPub:     make(map[string]int),
 		maxRecords: cfg.MaxRecords,
 		maxBytes:   cfg.MaxRecordBytes,
 		maxSource:  cfg.MaxPerSource,
 		maxPub:     cfg.MaxPublishers,
+		maxPerPub:  cfg.MaxPerPublisher,
 	}
 }
 
@@ -100,10 +104,16 @@ func (st *recordStore) putRecord(now int64, key identity.Key, rec *records.Recor
 	}
 	if idx < 0 && sl != nil && len(sl.recs) >= st.maxPub {
 		// Unsecured name with all publisher slots taken: replace the stalest
-		// publisher if the newcomer was issued later.
-		old := 0
+		// publisher if the newcomer was issued later. A source that already
+		// holds half the slots may only replace its own records, so a flood
+		// from one address cannot push every other publisher out.
+		own := src.IsValid() && sl.fromSource(src) >= max(1, st.maxPub/2)
+		old := -1
 		for i, s := range sl.recs {
-			if s.rec.Issued.Before(sl.recs[old].rec.Issued) {
+			if own && s.source != src {
+				continue
+			}
+			if old < 0 || s.rec.Issued.Before(sl.recs[old].rec.Issued) {
 				old = i
 			}
 		}
@@ -125,6 +135,10 @@ func (st *recordStore) putRecord(now int64, key identity.Key, rec *records.Recor
 	if src.IsValid() && st.perSource[src] >= st.maxSource && (idx < 0 || sl.recs[idx].source != src) {
 		return putResult{status: storeFull, err: fmt.Errorf("source %s over its quota: %w", src, ErrBadRecord)}
 	}
+	if src.IsValid() && st.perPub[string(rec.PublicKey)] >= st.maxPerPub &&
+		(idx < 0 || !sl.recs[idx].source.IsValid() || !bytes.Equal(sl.recs[idx].rec.PublicKey, rec.PublicKey)) {
+		return putResult{status: storeFull, err: fmt.Errorf("publisher key over its quota of %d records: %w", st.maxPerPub, ErrBadRecord)}
+	}
 	sr := &storedRecord{rec: slimRecord(rec), enc: enc, expires: rec.Expires.UnixNano(), source: src}
 	if sl == nil {
 		sl = &slot{}
@@ -140,6 +154,7 @@ func (st *recordStore) putRecord(now int64, key identity.Key, rec *records.Recor
 	st.bytes += len(sr.enc)
 	if src.IsValid() {
 		st.perSource[src]++
+		st.perPub[string(rec.PublicKey)]++
 	}
 	return putResult{status: storeOK, changed: true}
 }
@@ -151,6 +166,10 @@ func (st *recordStore) drop(s *storedRecord) {
 	if s.source.IsValid() {
 		if st.perSource[s.source]--; st.perSource[s.source] <= 0 {
 			delete(st.perSource, s.source)
+		}
+		pk := string(s.rec.PublicKey)
+		if st.perPub[pk]--; st.perPub[pk] <= 0 {
+			delete(st.perPub, pk)
 		}
 	}
 }
@@ -187,6 +206,17 @@ func (st *recordStore) get(key identity.Key, now int64) []*storedRecord {
 		}
 	}
 	return out
+}
+
+// fromSource counts the records of the slot received from src.
+func (sl *slot) fromSource(src netip.Addr) int {
+	n := 0
+	for _, s := range sl.recs {
+		if s.source == src {
+			n++
+		}
+	}
+	return n
 }
 
 // live reports whether key has an unexpired, not withdrawn record.
