@@ -39,6 +39,8 @@ type cand struct {
 	hop     uint8
 	state   uint8
 	ref     int32 // index of the candidate that referred this one (-1: own table or seed)
+	path    uint8 // disjoint lookup path (Defence.DisjointPaths)
+	slow    bool  // in flight past its soft timeout
 }
 
 // operation is one API call (or internal maintenance) in progress: an
@@ -56,7 +58,9 @@ type operation struct {
 	all         []cand
 	order       []int32 // indices into all: seeds first, then closest to target first
 	inflight    int
-	slow        int // requests in flight past their soft timeout (they no longer hold an Alpha slot)
+	paths       uint8 // disjoint paths (1 unless Defence.DisjointPaths)
+	nextPath    uint8 // the path of the next candidate from the own table
+	slow        int   // requests in flight past their soft timeout (they no longer hold an Alpha slot)
 	path        Path
 	hopLimited  bool
 	deadlineHit bool
@@ -126,6 +130,7 @@ func (op *operation) addCandidate(c contact, hop int, ref int32, self identity.K
 	}
 	op.all = append(op.all, cand{c: c, hasID: true, hop: uint8(min(hop, 255)), ref: ref})
 	idx := int32(len(op.all) - 1)
+	op.assignPath(idx)
 	pos := len(op.order)
 	for pos > 0 {
 		o := &op.all[op.order[pos-1]]
@@ -206,6 +211,7 @@ func (c *Core) startLookup(now int64, op *operation) {
 	if i := commonPrefixLen(c.id, op.target); i < len(c.rt.buckets) {
 		c.rt.buckets[i].lastLookup = now
 	}
+	op.paths = c.disjointPaths(op)
 	for _, ct := range c.rt.closest(nil, op.target, c.cfg.K, c.id) {
 		op.addCandidate(ct, 1, -1, c.id, c.cfg.CanReach)
 	}
@@ -240,6 +246,10 @@ func (c *Core) step(now int64, op *operation) {
 	}
 	if op.kind == opRange && len(op.keys) >= op.n {
 		c.finishLookup(now, op)
+		return
+	}
+	if op.paths > 1 {
+		c.stepDisjoint(now, op)
 		return
 	}
 	considered := 0
@@ -357,6 +367,7 @@ func (c *Core) onSoftTimeout(now int64, req *request) {
 	}
 	req.slow = true
 	op.slow++
+	op.all[req.cand].slow = true
 	c.step(now, op)
 }
 
