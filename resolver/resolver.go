@@ -310,6 +310,12 @@ func (r *Resolver) lookupName(ctx context.Context, name identity.Name) (*Answer,
 		r.mu.Unlock()
 		return nil, fmt.Errorf("%w: %s", ErrOverloaded, name)
 	default:
+		// A search for the name may have ended between the cache check
+		// above and taking the lock: its answer is cached by now.
+		if ans, err, ok := r.cache.get(key, r.cfg.Now()); ok {
+			r.mu.Unlock()
+			return ans, err
+		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
 		f = &flight{done: make(chan struct{}), waiters: 1, cancel: cancel}
 		r.flights[key] = f
