@@ -79,6 +79,7 @@ func (c *Core) stepDisjoint(now int64, op *operation) {
 			active[cd.path]++
 		}
 	}
+	width := op.width(c.cfg)
 	for p := range op.paths {
 		considered := 0
 		for _, i := range op.order {
@@ -90,7 +91,7 @@ func (c *Core) stepDisjoint(now int64, op *operation) {
 				continue
 			}
 			if cd.hasID {
-				if considered >= op.width(c.cfg) {
+				if considered >= width {
 					break
 				}
 				considered++

@@ -105,6 +105,10 @@ func (w *World) setupAttack() {
 	if a.ChurnEvery <= 0 {
 		a.ChurnEvery = 30 * time.Second
 	}
+	// Every simulated address is in one IPv6 /64 (AddrOf), which the
+	// per-source rate limits take for one source: the whole network would
+	// share one bucket. Attack runs measure the overlay's defences without them.
+	w.cfg.Core.RateLimits = overlay.RateLimits{RequestRate: -1, StoreRate: -1, HandshakeRate: -1}
 	st := &attackState{cfg: *a, hostile: make([]bool, w.cfg.Nodes), byKey: make(map[identity.Key]identity.Name)}
 	st.rep = AttackReport{Kind: a.Kind.String(), Fraction: a.Fraction, Defence: a.Defence}
 	st.h = &overlay.Hostility{Kind: a.Kind, NameOf: func(k identity.Key) (identity.Name, bool) {

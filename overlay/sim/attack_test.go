@@ -10,11 +10,18 @@ import (
 // attackRun runs a small network with 20% colluding hostile nodes.
 func attackRun(t *testing.T, kind overlay.HostileKind, defence bool) *Report {
 	t.Helper()
-	cfg := Config{Seed: 7, Nodes: 120, Lookups: 300, Publishers: 0.25, Net: Network{RTTMin: 20e6, RTTMax: 100e6},
-		Attack: &Attack{Kind: kind, Fraction: 0.2, Defence: defence}}
+	var d overlay.Defence
 	if defence {
-		cfg.Core.Defence = overlay.DefaultDefence(0)
+		d = overlay.DefaultDefence(0)
 	}
+	return attackRunWith(t, kind, 120, 0.2, 7, d)
+}
+
+func attackRunWith(t *testing.T, kind overlay.HostileKind, nodes int, frac float64, seed uint64, d overlay.Defence) *Report {
+	t.Helper()
+	cfg := Config{Seed: seed, Nodes: nodes, Lookups: 300, Publishers: 0.25, Net: Network{RTTMin: 20e6, RTTMax: 100e6},
+		Attack: &Attack{Kind: kind, Fraction: frac, Defence: d != overlay.Defence{}}}
+	cfg.Core.Defence = d
 	w, err := NewWorld(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -70,5 +77,27 @@ func TestQuorumReadsDefeatStaleReplicas(t *testing.T) {
 				t.Errorf("stale accepted = %d (lookups ok %d/%d), want stale: %v", a.StaleAccepted, rep.Succeeded, rep.Lookups, tt.wantStale)
 			}
 		})
+	}
+}
+
+// TestDisjointPathsResistEclipse: 40% colluders that answer every FIND_NODE
+// and FIND_VALUE with colluders only hide many names from single-path
+// lookups; three disjoint paths (DefaultDefence) find most of them.
+func TestDisjointPathsResistEclipse(t *testing.T) {
+	t.Parallel()
+	off := make(chan int, 1)
+	t.Run("off", func(t *testing.T) {
+		rep := attackRunWith(t, overlay.HostileEclipse, 200, 0.4, 7, overlay.Defence{})
+		if rep.Attack.Eclipsed < 20 {
+			t.Errorf("eclipsed %d lookups of %d without defence, want >= 20: the attack is too weak to test the defence", rep.Attack.Eclipsed, rep.Lookups)
+		}
+		off <- rep.Attack.Eclipsed
+	})
+	rep := attackRunWith(t, overlay.HostileEclipse, 200, 0.4, 7, overlay.DefaultDefence(0))
+	if o := <-off; rep.Attack.Eclipsed*3 > o {
+		t.Errorf("eclipsed %d lookups with disjoint paths, %d without: want at most a third", rep.Attack.Eclipsed, o)
+	}
+	if rep.Attack.ForgedAccepted != 0 {
+		t.Errorf("forged accepted %d", rep.Attack.ForgedAccepted)
 	}
 }
