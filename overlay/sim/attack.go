@@ -71,6 +71,8 @@ func AttackFlags(fs *flag.FlagSet) func(cfg *Config) error {
 	frac := fs.Float64("malicious", 0, "fraction of nodes that are hostile and collude (with -attack)")
 	kind := fs.String("attack", "eclipse", "what hostile nodes do: forge, stale, eclipse, drop, flood, churn")
 	def := fs.String("defence", "off", "defences against hostile nodes in honest cores: off or on")
+	quorum := fs.Int("quorum", 0, "with -defence on: quorum reads from this many storers (0 = K/2)")
+	paths := fs.Int("paths", 0, "with -defence on: disjoint lookup paths (0 = 3)")
 	return func(cfg *Config) error {
 		k, ok := overlay.ParseHostileKind(*kind)
 		if !ok || k == overlay.HostileNone {
@@ -82,8 +84,17 @@ func AttackFlags(fs *flag.FlagSet) func(cfg *Config) error {
 		if !(*frac >= 0 && *frac < 1) {
 			return fmt.Errorf("%w: -malicious %v: want 0 <= F < 1", ErrBadFlag, *frac)
 		}
+		if *quorum < 0 || *paths < 0 {
+			return fmt.Errorf("%w: -quorum %d, -paths %d: want >= 0", ErrBadFlag, *quorum, *paths)
+		}
 		if *def == "on" {
 			cfg.Core.Defence = overlay.DefaultDefence(cfg.Core.K)
+			if *quorum > 0 {
+				cfg.Core.Defence.Quorum = *quorum
+			}
+			if *paths > 0 {
+				cfg.Core.Defence.DisjointPaths = *paths
+			}
 		}
 		if *frac > 0 {
 			cfg.Attack = &Attack{Kind: k, Fraction: *frac, Defence: *def == "on"}
