@@ -160,30 +160,33 @@ func NewEngine(seed uint64, n Network, hashData bool) (*Engine, error) {
 	}, nil
 }
 
-// AddrOf is the virtual address of node i: fd00::/8 with the index in the low
-// 32 bits. These addresses never touch a socket.
+// AddrOf is the virtual address of node i: in fd00::/8, with the index in
+// bits 32-63 so that every node has its own /64, as distinct hosts on the
+// Internet do (the core's per-source limits group IPv6 sources by /64).
+// These addresses never touch a socket.
 func AddrOf(i int) netip.AddrPort {
 	var b [16]byte
 	b[0] = 0xfd
-	binary.BigEndian.PutUint32(b[12:], uint32(i)+1)
+	binary.BigEndian.PutUint32(b[4:8], uint32(i)+1)
+	b[15] = 1
 	return netip.AddrPortFrom(netip.AddrFrom16(b), Port)
 }
 
 // IndexOf is the node index of a virtual address, or -1.
 func IndexOf(a netip.AddrPort) int {
-	if a.Port() != Port || !a.Addr().Is6() {
+	if a.Port() != Port || !a.Addr().Is6() || a.Addr().Zone() != "" {
 		return -1
 	}
 	b := a.Addr().As16()
-	if b[0] != 0xfd {
+	if b[0] != 0xfd || b[1] != 0 || b[2] != 0 || b[3] != 0 || b[15] != 1 {
 		return -1
 	}
-	for _, x := range b[1:12] {
+	for _, x := range b[8:15] {
 		if x != 0 {
 			return -1
 		}
 	}
-	v := binary.BigEndian.Uint32(b[12:])
+	v := binary.BigEndian.Uint32(b[4:8])
 	if v == 0 {
 		return -1
 	}

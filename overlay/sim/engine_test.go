@@ -119,7 +119,11 @@ func TestAddrRoundTrip(t *testing.T) {
 			t.Errorf("IndexOf(AddrOf(%d)) = %d", i, got)
 		}
 	}
-	for _, s := range []string{"[fd00::1]:53", "10.0.0.1:3540", "[fe00::1]:3540", "[fd00::]:3540", "[fd00:1::1]:3540"} {
+	if a, b := AddrOf(1).Addr().As16(), AddrOf(2).Addr().As16(); [8]byte(a[:8]) == [8]byte(b[:8]) {
+		t.Errorf("nodes 1 and 2 share a /64: %v %v", AddrOf(1), AddrOf(2))
+	}
+	for _, s := range []string{"[fd00:0:0:1::1]:53", "10.0.0.1:3540", "[fe00:0:0:1::1]:3540", "[fd00::1]:3540",
+		"[fd00:1:0:1::1]:3540", "[fd00:0:0:1::2]:3540", "[fd00:0:0:1:1::1]:3540", "[fd00:0:0:1::1%eth0]:3540"} {
 		if got := IndexOf(netip.MustParseAddrPort(s)); got != -1 {
 			t.Errorf("IndexOf(%s) = %d, want -1", s, got)
 		}
