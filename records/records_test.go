@@ -403,16 +403,21 @@ func BenchmarkSign(b *testing.B) {
 	}
 }
 
+// benchRecord returns the "sample" or the "maximal" record.
+func benchRecord(b *testing.B, size string) *Record {
+	if size == "maximal" {
+		return maximal(b, seededID(1))
+	}
+	return sample(b, seededID(1))
+}
+
 // BenchmarkVerify and BenchmarkVerifyBareEd25519 compare Verify with a bare
 // ed25519.Verify of the same signing input: the ratio of their ns/op is the
 // cost of our checks and encoding on top of the signature.
 func BenchmarkVerify(b *testing.B) {
 	for _, size := range []string{"sample", "maximal"} {
 		b.Run(size, func(b *testing.B) {
-			r := sample(b, seededID(1))
-			if size == "maximal" {
-				r = maximal(b, seededID(1))
-			}
+			r := benchRecord(b, size)
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := Verify(r, t0); err != nil {
@@ -426,10 +431,7 @@ func BenchmarkVerify(b *testing.B) {
 func BenchmarkVerifyBareEd25519(b *testing.B) {
 	for _, size := range []string{"sample", "maximal"} {
 		b.Run(size, func(b *testing.B) {
-			r := sample(b, seededID(1))
-			if size == "maximal" {
-				r = maximal(b, seededID(1))
-			}
+			r := benchRecord(b, size)
 			in, err := SigningInput(r)
 			if err != nil {
 				b.Fatal(err)
@@ -450,10 +452,7 @@ func BenchmarkVerifyBareEd25519(b *testing.B) {
 func BenchmarkVerifyRatio(b *testing.B) {
 	for _, size := range []string{"sample", "maximal"} {
 		b.Run(size, func(b *testing.B) {
-			r := sample(b, seededID(1))
-			if size == "maximal" {
-				r = maximal(b, seededID(1))
-			}
+			r := benchRecord(b, size)
 			in, err := SigningInput(r)
 			if err != nil {
 				b.Fatal(err)
