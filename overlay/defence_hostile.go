@@ -165,13 +165,12 @@ func (c *Core) forge(now int64, key identity.Key) [][]byte {
 			}
 		}
 	}
-	for _, sr := range c.store.get(key, now) {
-		r := cloneRecord(sr.rec)
+	if stored := c.store.get(key, now); len(stored) > 0 {
+		r := cloneRecord(stored[0].rec)
 		r.Endpoints, r.Seq = ep, r.Seq+1<<40
 		if enc, err := records.Encode(r); err == nil {
 			out = append(out, enc)
 		}
-		break
 	}
 	other, err := identity.NewSecuredName("forged", c.ident.PublicKey())
 	if err == nil {
