@@ -116,6 +116,12 @@ time             %.0f s virtual, %.1f s wall
 			return fmt.Errorf("sim: write report: %w", err)
 		}
 	}
+	if a := r.Attack; a != nil {
+		if _, err := fmt.Fprintf(out, "attack           %s by %d colluding nodes (%.0f%%), defence %v: honest ok %.4f%%, forged accepted %d, stale accepted %d, eclipsed %d\n",
+			a.Kind, a.Malicious, 100*a.Fraction, a.Defence, 100*a.HonestSuccessRate, a.ForgedAccepted, a.StaleAccepted, a.Eclipsed); err != nil {
+			return fmt.Errorf("sim: write report: %w", err)
+		}
+	}
 	for _, v := range r.ViolationList {
 		if _, err := fmt.Fprintf(out, "VIOLATION %s\n", v); err != nil {
 			return fmt.Errorf("sim: write report: %w", err)
