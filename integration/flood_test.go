@@ -139,12 +139,15 @@ func TestRandomNameFloodDNS(t *testing.T) {
 			float64(after-before)/float64(len(names)))
 		return rcodes, after - before, elapsed
 	}
-	// The real name keeps resolving while the flood runs.
+	// The real name keeps resolving while the flood runs. Each of its
+	// queries may cost one search of its own (when its cached answer has
+	// expired), so those are allowed on top of the random names'.
+	const realQueries = 5
 	var realErr error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for i := range 5 {
+		for i := range realQueries {
 			time.Sleep(time.Duration(i) * 200 * time.Millisecond)
 			qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
 			err := resolvesTo(qctx, "udp", srvs[0], real, []netip.Addr{netip.MustParseAddr("192.0.2.9")})
@@ -159,8 +162,8 @@ func TestRandomNameFloodDNS(t *testing.T) {
 	if realErr != nil {
 		t.Errorf("real name during the flood: %v", realErr)
 	}
-	if s1 > distinct {
-		t.Errorf("first wave: %d overlay searches for %d distinct names", s1, distinct)
+	if s1 > distinct+realQueries {
+		t.Errorf("first wave: %d overlay searches for %d distinct names (and %d queries for a real one)", s1, distinct, realQueries)
 	}
 	if rc1["NXDOMAIN"] == 0 {
 		t.Errorf("first wave: no NXDOMAIN at all: %v", rc1)
