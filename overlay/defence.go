@@ -96,23 +96,9 @@ func (c *Core) stepDisjoint(now int64, op *operation) {
 				}
 				considered++
 			}
-			if cd.state != cFresh {
-				continue
+			if cd.state == cFresh && c.askCandidate(now, op, i) {
+				active[p]++
 			}
-			if int(cd.hop) > op.maxHops {
-				cd.state = cFailed
-				op.hopLimited = true
-				continue
-			}
-			m, expect := c.requestFor(op)
-			if err := c.sendRequest(now, cd.c, cd.hasID, &m, op, i, reqLookup, expect); err != nil {
-				cd.state = cFailed
-				continue
-			}
-			cd.state = cInflight
-			active[p]++
-			op.inflight++
-			op.path.Asked++
 		}
 	}
 	if op.inflight == 0 {

@@ -267,26 +267,34 @@ func (c *Core) step(now int64, op *operation) {
 			}
 			considered++
 		}
-		if cd.state != cFresh {
-			continue
+		if cd.state == cFresh {
+			c.askCandidate(now, op, i)
 		}
-		if int(cd.hop) > op.maxHops {
-			cd.state = cFailed
-			op.hopLimited = true
-			continue
-		}
-		m, expect := c.requestFor(op)
-		if err := c.sendRequest(now, cd.c, cd.hasID, &m, op, i, reqLookup, expect); err != nil {
-			cd.state = cFailed
-			continue
-		}
-		cd.state = cInflight
-		op.inflight++
-		op.path.Asked++
 	}
 	if op.inflight == 0 {
 		c.finishLookup(now, op)
 	}
+}
+
+// askCandidate sends op's lookup request to the fresh candidate op.all[i]
+// and marks it in flight. A candidate past the hop limit, or one the request
+// cannot be sent to, is marked failed instead, and askCandidate reports false.
+func (c *Core) askCandidate(now int64, op *operation, i int32) bool {
+	cd := &op.all[i]
+	if int(cd.hop) > op.maxHops {
+		cd.state = cFailed
+		op.hopLimited = true
+		return false
+	}
+	m, expect := c.requestFor(op)
+	if err := c.sendRequest(now, cd.c, cd.hasID, &m, op, i, reqLookup, expect); err != nil {
+		cd.state = cFailed
+		return false
+	}
+	cd.state = cInflight
+	op.inflight++
+	op.path.Asked++
+	return true
 }
 
 func (c *Core) opResponse(now int64, req *request, peer identity.Key, m *msg) {
