@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -113,6 +114,17 @@ type Config struct {
 	// Hostile, set only by the simulator, makes this core one of a set of
 	// colluding hostile nodes (defence_hostile.go). nil for every real node.
 	Hostile *Hostility
+	// PuzzleBits is the difficulty D of the identity puzzle (puzzle.go), a
+	// parameter of the cloud: this node's certificate carries a nonce whose
+	// hash with its key has D leading zero bits (~2^D hashes to find), and
+	// handshakes with peers whose certificates fall short are refused
+	// (Stats.DroppedPuzzle). 0 selects DefaultPuzzleBits; a negative value
+	// means no puzzle; above MaxPuzzleBits is ErrBadConfig.
+	PuzzleBits int
+	// PuzzleNonce is a precomputed solution for Identity at PuzzleBits
+	// (SolvePuzzle). If it is not one (say, left at zero), NewCore solves the
+	// puzzle itself, which takes ~2^PuzzleBits hashes.
+	PuzzleNonce uint64
 }
 
 func (c *Config) applyDefaults() error {
@@ -147,6 +159,12 @@ func (c *Config) applyDefaults() error {
 	def(&c.MaxOps, DefaultMaxOps)
 	def(&c.MaxRangeKeys, DefaultMaxRangeKeys)
 	def(&c.MaxFails, DefaultMaxFails)
+	if c.PuzzleBits == 0 {
+		c.PuzzleBits = DefaultPuzzleBits
+	}
+	if c.PuzzleBits > MaxPuzzleBits {
+		return fmt.Errorf("%w: PuzzleBits %d above %d", ErrBadConfig, c.PuzzleBits, MaxPuzzleBits)
+	}
 	defd(&c.RecordLifetime, DefaultRecordLifetime)
 	defd(&c.RequestTimeout, DefaultRequestTimeout)
 	defd(&c.SearchTimeout, DefaultSearchTimeout)
@@ -243,6 +261,7 @@ type Stats struct {
 	HandshakesStarted        uint64
 	HandshakesCompleted      uint64
 	DroppedAuth              uint64 // failed authentication, replays, unknown sessions
+	DroppedPuzzle            uint64 // handshakes refused for a certificate puzzle below PuzzleBits (also in DroppedAuth)
 	DroppedCloud             uint64 // datagrams of another cloud
 	DroppedMalformed         uint64
 	RecordsRejected          uint64 // STOREs refused (bad signature, stale, bounds)

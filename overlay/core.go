@@ -80,7 +80,7 @@ func NewCore(cfg Config) (*Core, error) {
 	if err := cfg.applyDefaults(); err != nil {
 		return nil, err
 	}
-	hk, err := newHandshakeKeys(cfg.Identity, cfg.Cloud)
+	hk, err := newHandshakeKeys(&cfg)
 	if err != nil {
 		return nil, fmt.Errorf("overlay: %w", err)
 	}
@@ -126,6 +126,7 @@ func (c *Core) Outbox() (sends []Send, done []Completion) {
 func (c *Core) Stats() Stats {
 	s := c.st
 	s.Joined = c.joined
+	s.DroppedPuzzle = c.hk.puzzleDrop
 	s.Alone = c.rt.size == 0
 	s.RoutingTableSize = c.rt.size
 	s.RoutingTableMax = len(c.rt.buckets) * c.cfg.K

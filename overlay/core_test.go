@@ -1,6 +1,9 @@
 package overlay
 
 import (
+	"bytes"
+	"context"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"testing"
@@ -311,7 +314,7 @@ func TestRestartedPeerIsReachedAgainWithoutTimeout(t *testing.T) {
 	n.build(2, nil)
 	a, b := n.nodes[0], n.nodes[1]
 	// b restarts: same identity and address, no sessions.
-	fresh, err := NewCore(Config{Identity: b.ident, Seed: 99})
+	fresh, err := NewCore(Config{Identity: b.ident, Seed: 99, PuzzleBits: testPuzzleBits})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,5 +382,203 @@ func TestJoinWithLostAnswersIsRetriedByMaintenance(t *testing.T) {
 	n.runFor(2 * DefaultTickInterval)
 	if st := late.core.Stats(); !st.Joined || st.RoutingTableSize != 3 {
 		t.Fatalf("after maintenance: joined=%v table=%d", st.Joined, st.RoutingTableSize)
+	}
+}
+
+// puzzleShort returns a harness node index whose testPuzzleBits-bit
+// solution falls short of bits (almost every key's does).
+func puzzleShort(t *testing.T, from, bits int) int {
+	t.Helper()
+	for i := from; i < from+64; i++ {
+		pub := testIdentity(i).PublicKey()
+		n, err := SolvePuzzle(context.Background(), pub, testPuzzleBits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !checkPuzzle(pub, n, bits) {
+			return i
+		}
+	}
+	t.Fatalf("no key in %d..%d with a %d-bit solution short of %d bits", from, from+64, testPuzzleBits, bits)
+	return 0
+}
+
+// TestPuzzleRefusedInHandshake: a node requiring 16 bits refuses the HELLO
+// and the HELLO_ACK of a peer whose certificate carries only an 8-bit
+// solution, and accepts a peer that solved 16 bits.
+func TestPuzzleRefusedInHandshake(t *testing.T) {
+	t.Parallel()
+	const hard = 16
+	n := newTestNet(t)
+	strict := n.add(func(c *Config) { c.PuzzleBits = hard })
+	if c := n.wait(strict, strict.core.Join(n.now, nil), time.Second); !errors.Is(c.Err, ErrAlone) {
+		t.Fatalf("first join: %v", c.Err)
+	}
+	// Node 1 (testPuzzleBits) must be a key whose 8-bit solution is short of 16 bits.
+	if i := puzzleShort(t, 1, hard); i != 1 {
+		t.Fatalf("test key 1 solves %d bits by chance; pick another", hard)
+	}
+	weak := n.add(nil)
+
+	// weak -> strict: the HELLO is refused.
+	c := n.wait(weak, weak.core.Join(n.now, []netip.AddrPort{strict.addr}), time.Minute)
+	if !errors.Is(c.Err, ErrAlone) {
+		t.Fatalf("join with a weak puzzle: %v, want ErrAlone", c.Err)
+	}
+	st := strict.core.Stats()
+	if st.DroppedPuzzle == 0 || st.DroppedAuth < st.DroppedPuzzle || st.HandshakesCompleted != 0 || st.RoutingTableSize != 0 {
+		t.Fatalf("strict node after a weak HELLO: %+v", st)
+	}
+	helloDrops := st.DroppedPuzzle
+
+	// strict -> weak: weak accepts the strict certificate (16 >= 8 bits), but
+	// strict refuses weak's HELLO_ACK.
+	c = n.wait(strict, strict.core.Join(n.now, []netip.AddrPort{weak.addr}), time.Minute)
+	if !errors.Is(c.Err, ErrAlone) {
+		t.Fatalf("strict join through a weak node: %v, want ErrAlone", c.Err)
+	}
+	if st := strict.core.Stats(); st.DroppedPuzzle <= helloDrops || st.HandshakesCompleted != 0 || st.RoutingTableSize != 0 {
+		t.Fatalf("strict node after a weak HELLO_ACK: %+v", st)
+	}
+	if st := weak.core.Stats(); st.DroppedPuzzle != 0 {
+		t.Fatalf("weak node refused a certificate that exceeds its puzzle: %+v", st)
+	}
+
+	// A peer that solved the cloud's 16 bits is accepted.
+	good := n.add(func(c *Config) { c.PuzzleBits = hard })
+	c = n.wait(good, good.core.Join(n.now, []netip.AddrPort{strict.addr}), time.Minute)
+	if c.Err != nil {
+		t.Fatalf("join with a 16-bit puzzle: %v", c.Err)
+	}
+	if !strict.core.rt.contains(good.core.ID()) || !good.core.rt.contains(strict.core.ID()) {
+		t.Fatalf("strict and good did not add each other")
+	}
+}
+
+// TestPuzzleNonceTampered: the same signed certificate with its puzzle nonce
+// changed to a non-solution is refused before any signature check.
+func TestPuzzleNonceTampered(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	a := n.add(nil)
+	b := n.add(nil)
+	good := mustHello(t, b)
+	bad := bytes.Clone(good)
+	pub := b.ident.PublicKey()
+	nonceAt := headerLen + 4 + 128
+	for x := uint64(0); ; x++ {
+		if !checkPuzzle(pub, x, testPuzzleBits) {
+			binary.BigEndian.PutUint64(bad[nonceAt:], x)
+			break
+		}
+	}
+	from := netip.MustParseAddrPort("192.0.2.7:3540")
+	a.core.HandleDatagram(n.now, from, bad)
+	if sends, _ := a.core.Outbox(); len(sends) != 0 {
+		t.Fatalf("answered a HELLO with an unsolved puzzle")
+	}
+	if st := a.core.Stats(); st.DroppedPuzzle != 1 || st.DroppedAuth != 1 || st.HalfOpenSessions != 0 {
+		t.Fatalf("after a tampered HELLO: %+v", st)
+	}
+	a.core.HandleDatagram(n.now, from, good)
+	if sends, _ := a.core.Outbox(); len(sends) != 1 || len(sends[0].Data) != helloAckLn {
+		t.Fatalf("the untampered HELLO got %d answers", len(sends))
+	}
+	if st := a.core.Stats(); st.DroppedPuzzle != 1 || st.HalfOpenSessions != 1 {
+		t.Fatalf("after the good HELLO: %+v", st)
+	}
+}
+
+// TestVerifyCertPuzzle: the certificate check reports a short puzzle with
+// ErrPuzzle, and the difficulty is the receiver's.
+func TestVerifyCertPuzzle(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	b := n.add(nil)
+	hl := parseHello(mustHello(t, b), ptHello)
+	pub := b.ident.PublicKey()
+	got := newPuzzleInput(pub).zeroBits(hl.puzzle)
+	for _, tc := range []struct {
+		bits int
+		ok   bool
+	}{{-1, true}, {1, true}, {testPuzzleBits, true}, {got, true}, {got + 1, false}, {MaxPuzzleBits, got >= MaxPuzzleBits}} {
+		cfg := Config{Identity: testIdentity(50), PuzzleBits: testPuzzleBits}
+		if err := cfg.applyDefaults(); err != nil {
+			t.Fatal(err)
+		}
+		hk, err := newHandshakeKeys(&cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hk.puzzleBits = tc.bits // the receiver's difficulty (its own solution is irrelevant here)
+		id, err := hk.verifyCert(&hl)
+		switch {
+		case tc.ok && (err != nil || id != b.core.ID()):
+			t.Errorf("receiver at %d bits: %v, %s; want %s", tc.bits, err, id, b.core.ID())
+		case !tc.ok && !errors.Is(err, ErrPuzzle):
+			t.Errorf("receiver at %d bits: err = %v, want ErrPuzzle", tc.bits, err)
+		case !tc.ok && hk.puzzleDrop != 1:
+			t.Errorf("receiver at %d bits: %d puzzle drops counted", tc.bits, hk.puzzleDrop)
+		}
+	}
+}
+
+// TestPuzzleConfig: the default difficulty, a precomputed nonce used as given,
+// and out-of-range difficulties refused.
+func TestPuzzleConfig(t *testing.T) {
+	t.Parallel()
+	id := testIdentity(60)
+	pub := id.PublicKey()
+	certNonce := func(c *Core) uint64 { return binary.BigEndian.Uint64(c.hk.cert[128:]) }
+
+	// A precomputed solution is used as given (here the second-smallest one,
+	// which NewCore would never find itself).
+	first, err := SolvePuzzle(context.Background(), pub, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := newPuzzleInput(pub)
+	second := first + 1
+	for in.zeroBits(second) < 12 {
+		second++
+	}
+	c, err := NewCore(Config{Identity: id, PuzzleBits: 12, PuzzleNonce: second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if certNonce(c) != second {
+		t.Errorf("certificate nonce %d, want the given %d", certNonce(c), second)
+	}
+	// A nonce that is no solution is replaced by NewCore's own.
+	c, err = NewCore(Config{Identity: id, PuzzleBits: 12, PuzzleNonce: first + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if certNonce(c) != first {
+		t.Errorf("certificate nonce %d, want the solved %d", certNonce(c), first)
+	}
+	// No puzzle: any nonce goes, and peers are not checked.
+	c, err = NewCore(Config{Identity: id, PuzzleBits: -1})
+	if err != nil || c.cfg.PuzzleBits != -1 || certNonce(c) != 0 {
+		t.Errorf("no puzzle: %v, bits %d, nonce %d", err, c.cfg.PuzzleBits, certNonce(c))
+	}
+	for _, bits := range []int{MaxPuzzleBits + 1, 64} {
+		if _, err := NewCore(Config{Identity: id, PuzzleBits: bits}); !errors.Is(err, ErrBadConfig) {
+			t.Errorf("PuzzleBits %d: err = %v, want ErrBadConfig", bits, err)
+		}
+		if _, err := NewNode(NodeConfig{Identity: id, Core: Config{PuzzleBits: bits}}); !errors.Is(err, ErrBadConfig) {
+			t.Errorf("NewNode with PuzzleBits %d: err = %v, want ErrBadConfig", bits, err)
+		}
+	}
+	if testing.Short() {
+		return
+	}
+	// The default: NewCore solves DefaultPuzzleBits (~0.2 s).
+	c, err = NewCore(Config{Identity: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.cfg.PuzzleBits != DefaultPuzzleBits || !checkPuzzle(pub, certNonce(c), DefaultPuzzleBits) {
+		t.Errorf("default: bits %d, nonce %d does not solve %d bits", c.cfg.PuzzleBits, certNonce(c), DefaultPuzzleBits)
 	}
 }

@@ -54,10 +54,15 @@ func testIdentity(i int) *identity.Identity {
 	return identity.FromSeed(seed)
 }
 
+// testPuzzleBits is the identity puzzle difficulty of test cores: small, so
+// that networks of hundreds of cores start at once, but not zero, so that
+// every test handshake carries and checks a real puzzle.
+const testPuzzleBits = 8
+
 // add creates a node; mod may adjust its config.
 func (n *testNet) add(mod func(*Config)) *testNode {
 	i := len(n.nodes)
-	cfg := Config{Identity: testIdentity(i), Seed: uint64(i) * 7919}
+	cfg := Config{Identity: testIdentity(i), Seed: uint64(i) * 7919, PuzzleBits: testPuzzleBits}
 	if mod != nil {
 		mod(&cfg)
 	}

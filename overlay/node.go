@@ -218,10 +218,13 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	cfg.Core.CanReach = func(ap netip.AddrPort) bool {
 		return n.canReach(ap) && (userReach == nil || userReach(ap))
 	}
-	core, err := NewCore(cfg.Core)
-	if err != nil {
+	// The core is built by Start, once the identity puzzle is solved (which
+	// takes a while and can be cancelled); the config is checked now.
+	checked := cfg.Core
+	if err := checked.applyDefaults(); err != nil {
 		return nil, fmt.Errorf("overlay: new node: %w", err)
 	}
+	cfg.Core.PuzzleBits = checked.PuzzleBits
 	if cfg.LeaveTimeout <= 0 {
 		cfg.LeaveTimeout = DefaultLeaveTimeout
 	}
@@ -242,11 +245,10 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	id := core.ID()
+	id := cfg.Identity.NodeID()
 	n = &Node{
 		cfg:     cfg,
 		log:     log.With("node", id.String()[:12]),
-		core:    core,
 		id:      id,
 		inbox:   make(chan inDatagram, inboxSize),
 		calls:   make(chan *nodeCall),
@@ -254,7 +256,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		done:    make(chan struct{}),
 		frag:    newFragmenter(cfg.MaxDatagram, defaultMaxMessage, binary.BigEndian.Uint32(seed[8:])),
 		reasm:   newReassembler(reasmConfig{}),
-		snap:    core.Stats(),
+		snap:    Stats{ID: id, MaxSessions: checked.MaxSessions, MaxRecords: checked.MaxRecords, MaxRecordBytes: checked.MaxRecordBytes, MaxPending: checked.MaxPending, MaxOps: checked.MaxOps},
 		waiting: make(map[OpID]*nodeCall),
 
 		defaultListen: defaultListen,
@@ -287,8 +289,10 @@ func (n *Node) Addrs() []netip.AddrPort {
 // alone (no seeds configured, or none of them answered); NetStats says which.
 func (n *Node) Ready() bool { return n.ready.Load() }
 
-// Start binds the sockets, starts the event loop, asks the bootstrap
-// providers for seeds and joins through them. It returns once the join
+// Start solves the identity puzzle (Config.PuzzleBits; unless
+// Core.PuzzleNonce is a solution: ~0.2 s at the default), binds the sockets,
+// starts the event loop, asks the bootstrap providers for seeds and joins
+// through them. It returns once the join
 // completed (possibly alone: see NetStats.AloneReason) or failed; if ctx ends
 // first, the node is stopped and ctx's error returned.
 func (n *Node) Start(ctx context.Context) error {
@@ -297,6 +301,12 @@ func (n *Node) Start(ctx context.Context) error {
 		return ErrStarted
 	case stateClosed:
 		return ErrClosed
+	}
+	if n.core == nil {
+		if err := n.newCore(ctx); err != nil {
+			n.shutdown(false)
+			return err
+		}
 	}
 	if n.ps == nil {
 		if err := n.openState(ctx); err != nil {
@@ -339,6 +349,29 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("overlay: start: join: %w", c.Err)
 	}
 	n.resumePublishing()
+	return nil
+}
+
+// newCore solves the identity puzzle, unless Core.PuzzleNonce already
+// solves it, and builds the core. The search looks at ctx every few thousand
+// hashes, so a Start can be cancelled while it runs.
+func (n *Node) newCore(ctx context.Context) error {
+	cfg := n.cfg.Core
+	pub := n.cfg.Identity.PublicKey()
+	if !checkPuzzle(pub, cfg.PuzzleNonce, cfg.PuzzleBits) {
+		began := time.Now()
+		nonce, err := SolvePuzzle(ctx, pub, cfg.PuzzleBits)
+		if err != nil {
+			return fmt.Errorf("overlay: start: %w", err)
+		}
+		n.log.Debug("identity puzzle solved", "bits", cfg.PuzzleBits, "nonce", nonce, "took", time.Since(began))
+		cfg.PuzzleNonce = nonce
+	}
+	core, err := NewCore(cfg)
+	if err != nil {
+		return fmt.Errorf("overlay: start: %w", err)
+	}
+	n.core = core
 	return nil
 }
 

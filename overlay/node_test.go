@@ -50,6 +50,9 @@ func udpTestConfig(i int, listen ...string) NodeConfig {
 			TickInterval:   time.Second,
 			ValueGrace:     50 * time.Millisecond,
 			RecordLifetime: 10 * time.Minute,
+			// Tens of nodes start in parallel: a small puzzle keeps their
+			// CPU for the handshakes (TestNodeStartSolvesPuzzle tests the default).
+			PuzzleBits: testPuzzleBits,
 		},
 		LeaveTimeout:   time.Second,
 		RejoinInterval: 500 * time.Millisecond,

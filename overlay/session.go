@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"bytes"
+	"context"
 	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ed25519"
@@ -22,13 +23,17 @@ import (
 //
 // Each node derives a static X25519 key from its Ed25519 identity (HKDF over the
 // private seed) and signs it once, bound to the cloud: its certificate is
-// (ed25519 pub, x25519 pub, signature). A handshake is one round trip:
+// (ed25519 pub, x25519 pub, signature, puzzle nonce). The puzzle nonce
+// (puzzle.go) is not signed: it is bound to the ed25519 key by its hash, so
+// whoever swaps it for another valid one gains nothing, and an invalid one
+// only makes the certificate fail. A handshake is one round trip:
 //
 //	HELLO     i -> r: sender index, certificate, 16-byte nonce, zero padding
 //	HELLO_ACK r -> i: sender index, receiver index, certificate, nonce, confirmation tag
 //
 // Both sides verify the other's certificate (so the peer's node ID is
-// NodeIDOf(its ed25519 key)), compute X25519(static, static) and derive two
+// NodeIDOf(its ed25519 key), and its puzzle meets the receiver's
+// PuzzleBits), compute X25519(static, static) and derive two
 // ChaCha20-Poly1305 keys, one per direction, with HKDF-SHA256 salted with the
 // full cloud hash over both IDs, both nonces and both indices. The responder
 // proves key possession with the tag; the initiator with its first DATA. Every
@@ -70,12 +75,14 @@ type handshakeState struct {
 	hello []byte         // the HELLO it answers (responder)
 }
 
-// crypto holds a core's long-term handshake material.
+// handshakeKeys holds a core's long-term handshake material.
 type handshakeKeys struct {
-	xPriv     *ecdh.PrivateKey
-	cert      [certLen]byte
-	cloudHash [32]byte
-	tag       cloudTag
+	xPriv      *ecdh.PrivateKey
+	cert       [certLen]byte
+	cloudHash  [32]byte
+	tag        cloudTag
+	puzzleBits int    // the difficulty a peer's certificate must meet (<= 0: none)
+	puzzleDrop uint64 // certificates refused for their puzzle (Stats.DroppedPuzzle)
 }
 
 func certMessage(cloudHash [32]byte, xPub []byte) []byte {
@@ -85,8 +92,12 @@ func certMessage(cloudHash [32]byte, xPub []byte) []byte {
 	return append(b, xPub...)
 }
 
-func newHandshakeKeys(id *identity.Identity, cloud string) (*handshakeKeys, error) {
-	hk := &handshakeKeys{cloudHash: cloudHash(cloud)}
+// newHandshakeKeys builds the handshake material of a core whose cfg has
+// had its defaults applied. It solves the identity puzzle unless
+// cfg.PuzzleNonce already solves it (deterministic CPU work, no I/O).
+func newHandshakeKeys(cfg *Config) (*handshakeKeys, error) {
+	id := cfg.Identity
+	hk := &handshakeKeys{cloudHash: cloudHash(cfg.Cloud), puzzleBits: cfg.PuzzleBits}
 	copy(hk.tag[:], hk.cloudHash[:cloudTagLen])
 	priv := id.PrivateKey()
 	if len(priv) != ed25519.PrivateKeySize {
@@ -102,14 +113,28 @@ func newHandshakeKeys(id *identity.Identity, cloud string) (*handshakeKeys, erro
 	}
 	xPub := hk.xPriv.PublicKey().Bytes()
 	sig := id.Sign(certMessage(hk.cloudHash, xPub))
+	nonce := cfg.PuzzleNonce
+	if !checkPuzzle(id.PublicKey(), nonce, cfg.PuzzleBits) {
+		if nonce, err = SolvePuzzle(context.Background(), id.PublicKey(), cfg.PuzzleBits); err != nil {
+			return nil, err
+		}
+	}
 	copy(hk.cert[:32], id.PublicKey())
 	copy(hk.cert[32:64], xPub)
-	copy(hk.cert[64:], sig)
+	copy(hk.cert[64:128], sig)
+	binary.BigEndian.PutUint64(hk.cert[128:], nonce)
 	return hk, nil
 }
 
-// verifyCert checks a peer's certificate and returns its node ID.
+// verifyCert checks a peer's certificate and returns its node ID. The
+// puzzle, one hash, is checked first, so an unsolved certificate costs no
+// signature verification; it is checked every time, outside the memo, since
+// the difficulty is the receiver's.
 func (hk *handshakeKeys) verifyCert(h *hello) (identity.Key, error) {
+	if !checkPuzzle(h.edPub[:], h.puzzle, hk.puzzleBits) {
+		hk.puzzleDrop++
+		return identity.Key{}, fmt.Errorf("handshake certificate puzzle below %d bits: %w", hk.puzzleBits, ErrPuzzle)
+	}
 	digest := sha256.New()
 	digest.Write(hk.cloudHash[:])
 	digest.Write(h.edPub[:])

@@ -25,7 +25,7 @@ const (
 
 	nonceLen   = 16
 	tagLen     = 16
-	certLen    = 32 + 32 + 64 // ed25519 pub, x25519 pub, signature
+	certLen    = 32 + 32 + 64 + puzzleNonceLen // ed25519 pub, x25519 pub, signature, puzzle nonce
 	helloLen   = headerLen + 4 + certLen + nonceLen + helloPad
 	helloPad   = 20
 	helloAckLn = headerLen + 4 + 4 + certLen + nonceLen + tagLen
@@ -130,6 +130,7 @@ type hello struct {
 	edPub     [32]byte
 	xPub      [32]byte
 	sig       [64]byte
+	puzzle    uint64 // the certificate's identity puzzle nonce (puzzle.go)
 	nonce     [nonceLen]byte
 	tag       [tagLen]byte // response only
 }
@@ -138,7 +139,8 @@ func (h *hello) cert() []byte {
 	b := make([]byte, 0, certLen)
 	b = append(b, h.edPub[:]...)
 	b = append(b, h.xPub[:]...)
-	return append(b, h.sig[:]...)
+	b = append(b, h.sig[:]...)
+	return binary.BigEndian.AppendUint64(b, h.puzzle)
 }
 
 // parseHello decodes a datagram whose header decodeHeader accepted as ptHello or ptHelloAck.
@@ -154,6 +156,8 @@ func parseHello(b []byte, typ byte) hello {
 	p += copy(h.edPub[:], b[p:])
 	p += copy(h.xPub[:], b[p:])
 	p += copy(h.sig[:], b[p:])
+	h.puzzle = binary.BigEndian.Uint64(b[p:])
+	p += puzzleNonceLen
 	p += copy(h.nonce[:], b[p:])
 	if typ == ptHelloAck {
 		copy(h.tag[:], b[p:])

@@ -142,6 +142,45 @@ func TestHeaderRejects(t *testing.T) {
 	}
 }
 
+// TestHelloLayout pins the handshake sizes of docs/protocol.md and checks
+// that both packets carry the certificate, puzzle nonce included, where the
+// parser reads it.
+func TestHelloLayout(t *testing.T) {
+	t.Parallel()
+	if certLen != 136 || helloLen != 186 || helloAckLn != 186 || helloAckLn-tagLen != 170 {
+		t.Fatalf("cert %d, HELLO %d, HELLO_ACK %d bytes; docs/protocol.md says 136, 186, 186", certLen, helloLen, helloAckLn)
+	}
+	n := newTestNet(t)
+	var hellos, acks [][]byte
+	n.tap = func(_, _ netip.AddrPort, data []byte) {
+		switch data[1] {
+		case ptHello:
+			hellos = append(hellos, data)
+		case ptHelloAck:
+			acks = append(acks, data)
+		}
+	}
+	n.build(2, nil)
+	certs := map[[certLen]byte]bool{n.nodes[0].core.hk.cert: true, n.nodes[1].core.hk.cert: true}
+	if len(hellos) == 0 || len(acks) == 0 {
+		t.Fatal("no handshake seen")
+	}
+	for typ, pkts := range map[byte][][]byte{ptHello: hellos, ptHelloAck: acks} {
+		for _, p := range pkts {
+			if _, err := decodeHeader(p); err != nil {
+				t.Fatal(err)
+			}
+			hl := parseHello(p, typ)
+			if !certs[[certLen]byte(hl.cert())] {
+				t.Errorf("type %d: parsed certificate is no node's", typ)
+			}
+			if !checkPuzzle(hl.edPub[:], hl.puzzle, testPuzzleBits) {
+				t.Errorf("type %d: parsed puzzle nonce %d does not solve the sender's puzzle", typ, hl.puzzle)
+			}
+		}
+	}
+}
+
 func TestKeyArithmetic(t *testing.T) {
 	t.Parallel()
 	var a, b identity.Key
