@@ -118,8 +118,11 @@ type Config struct {
 	// parameter of the cloud: this node's certificate carries a nonce whose
 	// hash with its key has D leading zero bits (~2^D hashes to find), and
 	// handshakes with peers whose certificates fall short are refused
-	// (Stats.DroppedPuzzle). 0 selects DefaultPuzzleBits; a negative value
-	// means no puzzle; above MaxPuzzleBits is ErrBadConfig.
+	// (Stats.DroppedPuzzle). Like Seed, it is the driver's choice: the UDP
+	// driver (NodeConfig) uses DefaultPuzzleBits when it is zero; the
+	// simulator, which builds tens of thousands of cores, a small D (its
+	// -puzzle flag). The core takes it as given: 0 or a negative value means
+	// no puzzle; above MaxPuzzleBits is ErrBadConfig.
 	PuzzleBits int
 	// PuzzleNonce is a precomputed solution for Identity at PuzzleBits
 	// (SolvePuzzle). If it is not one (say, left at zero), NewCore solves the
@@ -159,9 +162,6 @@ func (c *Config) applyDefaults() error {
 	def(&c.MaxOps, DefaultMaxOps)
 	def(&c.MaxRangeKeys, DefaultMaxRangeKeys)
 	def(&c.MaxFails, DefaultMaxFails)
-	if c.PuzzleBits == 0 {
-		c.PuzzleBits = DefaultPuzzleBits
-	}
 	if c.PuzzleBits > MaxPuzzleBits {
 		return fmt.Errorf("%w: PuzzleBits %d above %d", ErrBadConfig, c.PuzzleBits, MaxPuzzleBits)
 	}

@@ -37,6 +37,8 @@ type NodeConfig struct {
 	Cloud string
 	// Core holds the protocol tunables passed to NewCore. Identity and Cloud
 	// are filled in from above; Seed is always drawn from crypto/rand.
+	// Core.PuzzleBits zero selects DefaultPuzzleBits (a negative value: no
+	// identity puzzle); every node of a cloud should use the same value.
 	Core Config
 	// Logger receives the driver's logs; nil means slog.Default().
 	Logger *slog.Logger
@@ -220,11 +222,13 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	// The core is built by Start, once the identity puzzle is solved (which
 	// takes a while and can be cancelled); the config is checked now.
+	if cfg.Core.PuzzleBits == 0 {
+		cfg.Core.PuzzleBits = DefaultPuzzleBits
+	}
 	checked := cfg.Core
 	if err := checked.applyDefaults(); err != nil {
 		return nil, fmt.Errorf("overlay: new node: %w", err)
 	}
-	cfg.Core.PuzzleBits = checked.PuzzleBits
 	if cfg.LeaveTimeout <= 0 {
 		cfg.LeaveTimeout = DefaultLeaveTimeout
 	}

@@ -28,9 +28,9 @@ import (
 // a nonce to the key costs the same and keeps the keys.)
 
 const (
-	// DefaultPuzzleBits is the puzzle difficulty D of a Config that leaves
-	// PuzzleBits at zero: 2^20 SHA-256 hashes on average, 0.16 s on one core
-	// of the development VM (docs/protocol.md has the measurements).
+	// DefaultPuzzleBits is the puzzle difficulty D of a Node whose
+	// Core.PuzzleBits is zero: 2^20 SHA-256 hashes on average, 0.16 s on one
+	// core of the development VM (docs/protocol.md has the measurements).
 	DefaultPuzzleBits = 20
 	// MaxPuzzleBits bounds PuzzleBits: 2^32 hashes take ~10 minutes.
 	MaxPuzzleBits = 32

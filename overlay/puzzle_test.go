@@ -172,6 +172,13 @@ func TestNodeStartSolvesPuzzle(t *testing.T) {
 	if bits != DefaultPuzzleBits || !checkPuzzle(cfg.Identity.PublicKey(), nonce, DefaultPuzzleBits) {
 		t.Fatalf("node core: %d bits, nonce %d does not solve %d bits", bits, nonce, DefaultPuzzleBits)
 	}
+	// A negative PuzzleBits turns the puzzle off.
+	cfg = udpTestConfig(72, "127.0.0.1:0")
+	cfg.Core.PuzzleBits = -1
+	off := startNode(t, cfg)
+	if err := off.exec(t.Context(), func(time.Time) { bits = off.core.hk.puzzleBits }); err != nil || bits > 0 {
+		t.Fatalf("node without puzzle: %v, requires %d bits", err, bits)
+	}
 }
 
 // TestNodeStartCancelledWhileSolving: Start gives up on a puzzle as soon as

@@ -20,6 +20,27 @@ import (
 // ErrBadFlag is wrapped by the errors of the flag value parsers.
 var ErrBadFlag = errors.New("sim: bad flag value")
 
+// DefaultPuzzleBits is the identity puzzle difficulty of `peername sim`
+// (-puzzle): a real node's default (overlay.DefaultPuzzleBits, ~2^20 hashes)
+// would cost tens of thousands of virtual nodes hours of CPU before the
+// first datagram; 8 bits (~256 hashes, ~40 µs a node) still puts a real
+// puzzle in every certificate and checks it in every handshake. The cost of
+// minting identities does not change what the simulator measures.
+const DefaultPuzzleBits = 8
+
+// puzzleFlag registers -puzzle; the returned function range-checks it into
+// cfg.Core.PuzzleBits (0 = no puzzle).
+func puzzleFlag(fs *flag.FlagSet) func(cfg *Config) error {
+	bits := fs.Int("puzzle", DefaultPuzzleBits, fmt.Sprintf("identity puzzle difficulty `BITS` of every node, 0 (none) to %d", overlay.MaxPuzzleBits))
+	return func(cfg *Config) error {
+		if *bits < 0 || *bits > overlay.MaxPuzzleBits {
+			return fmt.Errorf("%w: -puzzle %d: want 0 to %d bits", ErrBadFlag, *bits, overlay.MaxPuzzleBits)
+		}
+		cfg.Core.PuzzleBits = *bits
+		return nil
+	}
+}
+
 // ParseRTT parses "MIN:MAX" (e.g. "20ms:200ms") or a single duration for a
 // fixed RTT.
 func ParseRTT(s string) (lo, hi time.Duration, err error) {
@@ -109,6 +130,7 @@ func run(args []string, stdout, stderr io.Writer, newCore func(int, overlay.Conf
 	fs.IntVar(&cfg.Core.Alpha, "alpha", 0, "lookup parallelism (0 = core default)")
 	fs.IntVar(&cfg.Core.Replication, "replication", 0, "replication factor (0 = core default)")
 	applyAttack := AttackFlags(fs)
+	applyPuzzle := puzzleFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: peername sim [-nodes N] [-lookups L] [-seed S] [-fail F] [-loss P] [-rtt MIN:MAX] [-json] [flags]")
 		fs.PrintDefaults()
@@ -137,6 +159,10 @@ func run(args []string, stdout, stderr io.Writer, newCore func(int, overlay.Conf
 		cfg.Net.Partitions = []Partition{p}
 	}
 	if err := applyAttack(&cfg); err != nil {
+		fmt.Fprintln(stderr, "peername sim:", err)
+		return 2
+	}
+	if err := applyPuzzle(&cfg); err != nil {
 		fmt.Fprintln(stderr, "peername sim:", err)
 		return 2
 	}
