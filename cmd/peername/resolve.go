@@ -64,6 +64,7 @@ func runResolve(ctx context.Context, e *env, args []string) error {
 	listen := fset.String("listen", "", "local overlay UDP `ADDR` (default 127.0.0.1:0 for loopback seeds, else 0.0.0.0:0 and/or [::]:0)")
 	jsonOut := fset.Bool("json", false, "print the result as one JSON object")
 	verbose := fset.Bool("v", false, "log the temporary node's activity on stderr")
+	puzzle := fset.Int("puzzle", overlay.DefaultPuzzleBits, fmt.Sprintf("the cloud's identity puzzle difficulty in `BITS`, 0 (none) to %d: the node solves it before joining (~0.2 s at the default) and refuses peers below it", overlay.MaxPuzzleBits))
 	stateDir := fset.String("state", "", "keep the node's state in `DIR` (its key, routing snapshot and records), so later runs rejoin through the peers it knew, without -bootstrap")
 	pos, err := parseArgs(fset, args, 1, 1)
 	if err != nil {
@@ -77,6 +78,13 @@ func runResolve(ctx context.Context, e *env, args []string) error {
 	if *timeout <= 0 {
 		fmt.Fprintln(fset.Output(), "peername resolve: -timeout must be positive")
 		return errUsage
+	}
+	if *puzzle < 0 || *puzzle > overlay.MaxPuzzleBits {
+		fmt.Fprintf(fset.Output(), "peername resolve: -puzzle must be 0 to %d bits\n", overlay.MaxPuzzleBits)
+		return errUsage
+	}
+	if *puzzle == 0 {
+		*puzzle = -1 // no puzzle (a node's 0 is its default)
 	}
 	z, err := canonicalZone(*zone)
 	if err != nil {
@@ -137,6 +145,7 @@ func runResolve(ctx context.Context, e *env, args []string) error {
 		Cloud:     *cloud,
 		Logger:    logger,
 		StateDir:  *stateDir,
+		Core:      overlay.Config{PuzzleBits: *puzzle},
 	})
 	if err != nil {
 		return err

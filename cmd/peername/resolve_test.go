@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -119,6 +120,9 @@ func TestResolve(t *testing.T) {
 		{"not found", []string{ghostName.DNS(identity.DefaultZone)}, exitFailure, nil, "not found"},
 		{"outside the zone", []string{"alice.example.com"}, exitFailure, nil, "not in the zone"},
 		{"bad authority", []string{"alice.nope.peer.alt"}, exitFailure, nil, "peername resolve:"},
+		// The cloud runs the default puzzle: a node without one is refused.
+		{"no puzzle", []string{"-puzzle", "0", tc.alice}, exitFailure, nil, "could not join"},
+		{"default puzzle given", []string{"-puzzle", fmt.Sprint(overlay.DefaultPuzzleBits), tc.alice}, exitOK, []string{"address   192.0.2.10"}, ""},
 	}
 	for _, tc2 := range tests {
 		t.Run(tc2.name, func(t *testing.T) {
@@ -214,6 +218,8 @@ func TestResolveUsage(t *testing.T) {
 		{"no name", []string{"-bootstrap", "127.0.0.1:1"}, "missing argument"},
 		{"empty seed", []string{"-bootstrap", "127.0.0.1:1,,", "x.0.peer.alt"}, "empty seed"},
 		{"zero timeout", []string{"-bootstrap", "127.0.0.1:1", "-timeout", "0s", "x.0.peer.alt"}, "-timeout must be positive"},
+		{"puzzle too hard", []string{"-bootstrap", "127.0.0.1:1", "-puzzle", "33", "x.0.peer.alt"}, "-puzzle must be 0 to 32"},
+		{"negative puzzle", []string{"-bootstrap", "127.0.0.1:1", "-puzzle", "-1", "x.0.peer.alt"}, "-puzzle must be"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

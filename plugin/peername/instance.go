@@ -101,6 +101,7 @@ func (inst *instance) nodeConfig() nodeConfig {
 		StateDir:       inst.cfg.stateDir,
 		LinkLocal:      inst.cfg.linkLocal,
 		LinkLocalIface: inst.cfg.linkIface,
+		PuzzleBits:     inst.cfg.puzzleBits,
 	}
 }
 

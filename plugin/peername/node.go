@@ -76,13 +76,16 @@ type nodeConfig struct {
 	// the kernel's choice): the node answers probes and probes for seeds.
 	LinkLocal      bool
 	LinkLocalIface string
+	// PuzzleBits is the cloud's identity puzzle difficulty (0: none).
+	PuzzleBits int
 }
 
 // sameSettings reports whether c and o configure a node the same way
 // beyond its key (settings a reload cannot change on a running node).
 func (c nodeConfig) sameSettings(o nodeConfig) bool {
 	return slices.Equal(c.Bootstrap, o.Bootstrap) && c.RecordLifetime == o.RecordLifetime &&
-		c.StateDir == o.StateDir && c.LinkLocal == o.LinkLocal && c.LinkLocalIface == o.LinkLocalIface
+		c.StateDir == o.StateDir && c.LinkLocal == o.LinkLocal && c.LinkLocalIface == o.LinkLocalIface &&
+		c.PuzzleBits == o.PuzzleBits
 }
 
 // key identifies a node in the process-wide registry: the same identity,
@@ -179,7 +182,7 @@ func (r *nodeRegistry) acquire(ctx context.Context, cfg nodeConfig) (*sharedNode
 	if s, ok := r.nodes[k]; ok {
 		s.refs++
 		if !s.cfg.sameSettings(cfg) {
-			log.Warningf("overlay node on %v keeps running with its bootstrap, lifetime, state and linklocal settings; changes to them take effect after a restart", cfg.Listen)
+			log.Warningf("overlay node on %v keeps running with its bootstrap, lifetime, state, linklocal and puzzle settings; changes to them take effect after a restart", cfg.Listen)
 		}
 		return s, nil
 	}

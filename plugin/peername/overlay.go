@@ -36,12 +36,16 @@ func newOverlayNode(cfg nodeConfig) (overlayNode, error) {
 		ll = &overlay.LinkLocalConfig{Interface: cfg.LinkLocalIface}
 		boots = append(boots, overlay.LinkLocalBootstrap{Interface: cfg.LinkLocalIface, Cloud: cfg.Cloud})
 	}
+	puzzle := cfg.PuzzleBits
+	if puzzle == 0 {
+		puzzle = -1 // the Corefile's 0 is "no puzzle"; the node's 0 is its default
+	}
 	n, err := overlay.NewNode(overlay.NodeConfig{
 		Identity:  cfg.Identity,
 		Listen:    cfg.Listen,
 		Bootstrap: boots,
 		Cloud:     cfg.Cloud,
-		Core:      overlay.Config{RecordLifetime: cfg.RecordLifetime},
+		Core:      overlay.Config{RecordLifetime: cfg.RecordLifetime, PuzzleBits: puzzle},
 		Logger:    slog.New(clogHandler{}),
 		StateDir:  cfg.StateDir,
 		LinkLocal: ll,

@@ -17,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/peername/peername/identity"
+	"github.com/peername/peername/overlay"
 	"github.com/peername/peername/records"
 )
 
@@ -53,6 +54,7 @@ type config struct {
 	stateDir     string
 	linkLocal    bool
 	linkIface    string
+	puzzleBits   int // identity puzzle difficulty of the cloud; 0: none
 }
 
 // publication is one name this node publishes.
@@ -114,6 +116,7 @@ func parse(c *caddy.Controller) (*config, error) {
 		negTTL:       defaultNegTTL,
 		timeout:      defaultTimeout,
 		lifetime:     defaultLifetime,
+		puzzleBits:   overlay.DefaultPuzzleBits,
 	}
 	byClassifier := map[string]*publication{}
 	type pending struct {
@@ -237,6 +240,15 @@ func parse(c *caddy.Controller) (*config, error) {
 				if len(args) == 1 {
 					cfg.linkIface = args[0]
 				}
+			case "puzzle":
+				if len(args) != 1 {
+					return nil, c.ArgErr()
+				}
+				n, err := strconv.Atoi(args[0])
+				if err != nil || n < 0 || n > overlay.MaxPuzzleBits {
+					return nil, c.Errf("puzzle needs a number of bits from 0 (no puzzle) to %d, got %q", overlay.MaxPuzzleBits, args[0])
+				}
+				cfg.puzzleBits = n
 			case "fallthrough":
 				cfg.fall.SetZonesFromArgs(args)
 			default:

@@ -19,6 +19,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/peername/peername/identity"
+	"github.com/peername/peername/overlay"
 	"github.com/peername/peername/records"
 	"github.com/peername/peername/resolver"
 )
@@ -40,7 +41,8 @@ func TestParse(t *testing.T) {
 		{input: `peername`, check: func(t *testing.T, c *config) {
 			if !slices.Equal(c.zones, []string{"peer.alt."}) || !slices.Equal(c.listen, defListen) ||
 				c.cloud != "global" || c.identityFile != "peername.key" || c.ttl != 30*time.Second ||
-				c.timeout != 2*time.Second || len(c.bootstrap) != 0 || len(c.publish) != 0 || c.fall.Zones != nil {
+				c.timeout != 2*time.Second || len(c.bootstrap) != 0 || len(c.publish) != 0 || c.fall.Zones != nil ||
+				c.puzzleBits != overlay.DefaultPuzzleBits {
 				t.Fatalf("defaults: %+v", c)
 			}
 		}},
@@ -66,10 +68,14 @@ func TestParse(t *testing.T) {
 			lifetime 10m
 			state /var/lib/peername/state
 			linklocal eth0
+			puzzle 24
 			fallthrough example.org
 		}`, check: func(t *testing.T, c *config) {
 			if c.stateDir != "/var/lib/peername/state" || !c.linkLocal || c.linkIface != "eth0" {
 				t.Errorf("state %q linklocal %v %q", c.stateDir, c.linkLocal, c.linkIface)
+			}
+			if c.puzzleBits != 24 {
+				t.Errorf("puzzle %d", c.puzzleBits)
 			}
 			want := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:3541"), netip.MustParseAddrPort("[::1]:3541"), netip.MustParseAddrPort("10.0.0.1:3540")}
 			if !slices.Equal(c.listen, want) {
@@ -146,6 +152,16 @@ func TestParse(t *testing.T) {
 		{input: "peername {\ntimeout -1s\n}", wantErr: "positive duration"},
 		{input: "peername {\ntimeout 2m\n}", wantErr: "longer than"},
 		{input: "peername {\nlifetime 1s\n}", wantErr: "outside"},
+		{input: "peername {\npuzzle 0\n}", check: func(t *testing.T, c *config) {
+			if c.puzzleBits != 0 {
+				t.Fatalf("puzzle 0: %d bits", c.puzzleBits)
+			}
+		}},
+		{input: "peername {\npuzzle\n}", wantErr: "Wrong argument count"},
+		{input: "peername {\npuzzle 8 16\n}", wantErr: "Wrong argument count"},
+		{input: "peername {\npuzzle 33\n}", wantErr: "puzzle needs a number of bits from 0 (no puzzle) to 32"},
+		{input: "peername {\npuzzle -1\n}", wantErr: "puzzle needs"},
+		{input: "peername {\npuzzle hard\n}", wantErr: "puzzle needs"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.input, func(t *testing.T) {
@@ -453,6 +469,7 @@ func TestSameSettings(t *testing.T) {
 		{name: "lifetime", change: func(c *nodeConfig) { c.RecordLifetime = time.Minute }},
 		{name: "state", change: func(c *nodeConfig) { c.StateDir = "/tmp/x" }},
 		{name: "linklocal", change: func(c *nodeConfig) { c.LinkLocal = true }},
+		{name: "puzzle", change: func(c *nodeConfig) { c.PuzzleBits = 8 }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
