@@ -219,7 +219,7 @@ func BenchmarkLookupStep(b *testing.B) {
 		op := &operation{id: OpID(i + 1), kind: opResolve, target: target, deadline: now + int64(time.Minute), maxHops: 16}
 		x.core.ops[op.id] = op
 		op.foundRef, op.keysRef = -1, -1
-		op.addCandidate(contact{ID: peer, Addr: contacts[0].Addr}, 1, -1, x.core.id, nil)
+		op.addCandidate(contact{ID: peer, Addr: contacts[0].Addr}, 1, -1, x.core.id, nil, 0)
 		op.all[0].state = cInflight
 		op.inflight = 1
 		req := &request{id: 1, peer: peer, hasID: true, op: op, cand: 0, kind: reqLookup, expect: mNodes}

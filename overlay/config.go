@@ -268,6 +268,7 @@ type Stats struct {
 	RateLimited              uint64 // requests dropped over the per-source request limit
 	StoresRateLimited        uint64 // STOREs refused unverified over the per-source store limit
 	HandshakesRateLimited    uint64 // HELLOs dropped over the per-source handshake limit
+	PrefixRefused            uint64 // contacts and lookup candidates turned away by Defence.PrefixCap
 }
 
 // Errors reported in Completion.Err or by NewCore. Test them with errors.Is.

@@ -93,7 +93,7 @@ func NewCore(cfg Config) (*Core, error) {
 		hk:    hk,
 		sess: sessionTable{byIdx: make(map[uint32]*session), byPeer: make(map[identity.Key]*session),
 			halfOpen: make(map[helloKey]*session), max: cfg.MaxSessions},
-		rt:      routingTable{self: id, k: cfg.K},
+		rt:      routingTable{self: id, k: cfg.K, prefixCap: cfg.Defence.PrefixCap},
 		store:   newRecordStore(&cfg),
 		owned:   make(map[identity.Key]*ownedRecord),
 		pending: make(map[uint64]*request),
@@ -127,6 +127,7 @@ func (c *Core) Stats() Stats {
 	s := c.st
 	s.Joined = c.joined
 	s.DroppedPuzzle = c.hk.puzzleDrop
+	s.PrefixRefused += c.rt.prefixRefused
 	s.Alone = c.rt.size == 0
 	s.RoutingTableSize = c.rt.size
 	s.RoutingTableMax = len(c.rt.buckets) * c.cfg.K

@@ -1,5 +1,7 @@
 package overlay
 
+import "net/netip"
+
 // Defence holds the switches of the overlay's defences against hostile
 // nodes (docs/security.md, "Hostile nodes (simulator)"). The zero value is
 // the protocol as it was before them; DefaultDefence turns them on.
@@ -15,6 +17,16 @@ type Defence struct {
 	// disjoint paths (each node is asked by one path only) and end when every
 	// path has reached its K closest. 0 or 1 = off; at most 8.
 	DisjointPaths int
+	// PrefixCap bounds how many contacts of one network prefix (an IPv4 /24,
+	// an IPv6 /48: what one operator, hosting customer or small ISP
+	// typically holds) a routing-table bucket keeps, and how many candidates
+	// of one prefix a lookup takes from answers and its own table. Nodes on
+	// loopback, private, unique-local and link-local addresses (a LAN cloud)
+	// are exempt. An attacker who runs many nodes from few prefixes then
+	// fills a bucket or a lookup's shortlist with at most PrefixCap of them
+	// per prefix (in the spirit of BEP 42; Ethereum's discovery table keeps 2
+	// per /24 per bucket). 0 = off.
+	PrefixCap int
 }
 
 // DefaultDefence is what `peername sim -defence on` runs with.
@@ -22,12 +34,39 @@ func DefaultDefence(k int) Defence {
 	if k <= 0 {
 		k = DefaultK
 	}
-	return Defence{Quorum: max(1, k/2), DisjointPaths: 3}
+	return Defence{Quorum: max(1, k/2), DisjointPaths: 3, PrefixCap: 2}
 }
 
-// quorumMet reports whether a Resolve that found a record may end now.
+// quorumMet reports whether a Resolve that found a record may end now: with
+// quorum reads, once Quorum distinct nodes returned a valid record and the
+// Quorum closest candidates known (over all paths) have all answered or
+// failed.
+// The second condition is what keeps a stale replica out: colluders that
+// answer first with an old record would otherwise make up the quorum while
+// the honest storers closest to the key, which hold the current record,
+// are still being asked.
 func (c *Core) quorumMet(op *operation) bool {
-	return c.cfg.Defence.Quorum <= 0 || op.foundFrom >= c.cfg.Defence.Quorum
+	q := c.cfg.Defence.Quorum
+	return q <= 0 || op.foundFrom >= q && op.closestSettled(q)
+}
+
+// closestSettled reports whether the k closest candidates with a known ID
+// have all answered or failed.
+func (op *operation) closestSettled(k int) bool {
+	n := 0
+	for _, i := range op.order {
+		cd := &op.all[i]
+		if !cd.hasID {
+			continue
+		}
+		if cd.state == cFresh || cd.state == cInflight {
+			return false
+		}
+		if n++; n >= k {
+			break
+		}
+	}
+	return true
 }
 
 // maxDisjointPaths bounds Defence.DisjointPaths.
@@ -104,4 +143,41 @@ func (c *Core) stepDisjoint(now int64, op *operation) {
 	if op.inflight == 0 {
 		c.finishLookup(now, op)
 	}
+}
+
+// netPrefix is the network prefix PrefixCap counts a's node under: the /24 of
+// an IPv4 address (or IPv4-mapped IPv6), the /48 of an IPv6 address. It
+// reports false for addresses the cap exempts: loopback, private (RFC 1918,
+// unique-local fc00::/7), link-local and unspecified ones.
+func netPrefix(a netip.Addr) (netip.Prefix, bool) {
+	a = a.Unmap().WithZone("")
+	if !a.IsValid() || a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsUnspecified() {
+		return netip.Prefix{}, false
+	}
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, err := a.Prefix(bits)
+	return p, err == nil
+}
+
+// prefixFull reports whether cs already holds capN contacts in a's prefix.
+func prefixFull(cs []rtContact, a netip.Addr, capN int) bool {
+	if capN <= 0 {
+		return false
+	}
+	p, ok := netPrefix(a)
+	if !ok {
+		return false
+	}
+	n := 0
+	for i := range cs {
+		if p.Contains(cs[i].addr.Addr().Unmap()) {
+			if n++; n >= capN {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -66,6 +66,8 @@ type operation struct {
 	deadlineHit bool
 	anyResponse bool
 	done        bool
+	// prefixRefused counts candidates turned away by Defence.PrefixCap.
+	prefixRefused int
 
 	// Resolve: the best record per publisher, and who answered first.
 	recs       []*records.Record
@@ -117,8 +119,10 @@ func (op *operation) addSeed(a netip.AddrPort) {
 	op.order = slices.Insert(op.order, pos, idx)
 }
 
-// addCandidate inserts a contact in distance order unless already known.
-func (op *operation) addCandidate(c contact, hop int, ref int32, self identity.Key, canReach func(netip.AddrPort) bool) {
+// addCandidate inserts a contact in distance order unless already known, or
+// unless prefixCap (Defence.PrefixCap) candidates of its network prefix are
+// in the lookup already.
+func (op *operation) addCandidate(c contact, hop int, ref int32, self identity.Key, canReach func(netip.AddrPort) bool, prefixCap int) {
 	if c.ID == self || len(op.all) >= maxCandidates || canReach != nil && !canReach(c.Addr) {
 		return
 	}
@@ -126,6 +130,20 @@ func (op *operation) addCandidate(c contact, hop int, ref int32, self identity.K
 	for i := range op.all {
 		if binary.BigEndian.Uint64(op.all[i].c.ID[:8]) == p && op.all[i].hasID && op.all[i].c.ID == c.ID {
 			return
+		}
+	}
+	if prefixCap > 0 {
+		if pfx, ok := netPrefix(c.Addr.Addr()); ok {
+			n := 0
+			for i := range op.all {
+				if op.all[i].hasID && pfx.Contains(op.all[i].c.Addr.Addr().Unmap()) {
+					n++
+				}
+			}
+			if n >= prefixCap {
+				op.prefixRefused++
+				return
+			}
 		}
 	}
 	op.all = append(op.all, cand{c: c, hasID: true, hop: uint8(min(hop, 255)), ref: ref})
@@ -212,8 +230,18 @@ func (c *Core) startLookup(now int64, op *operation) {
 		c.rt.buckets[i].lastLookup = now
 	}
 	op.paths = c.disjointPaths(op)
+	if op.paths > 1 {
+		// Seeds (a join's) are dealt to the paths in turn, like contacts from
+		// the own table: a hostile seed then captures one path at most, and
+		// the nodes an honest seed names stay on that seed's path.
+		for _, i := range op.order {
+			if !op.all[i].hasID {
+				op.assignPath(i)
+			}
+		}
+	}
 	for _, ct := range c.rt.closest(nil, op.target, c.cfg.K, c.id) {
-		op.addCandidate(ct, 1, -1, c.id, c.cfg.CanReach)
+		op.addCandidate(ct, 1, -1, c.id, c.cfg.CanReach, c.cfg.Defence.PrefixCap)
 	}
 	c.step(now, op)
 }
@@ -331,7 +359,7 @@ func (c *Core) opResponse(now int64, req *request, peer identity.Key, m *msg) {
 	}
 	op.anyResponse = true
 	for _, ct := range m.contacts {
-		op.addCandidate(ct, int(cd.hop)+1, req.cand, c.id, c.cfg.CanReach)
+		op.addCandidate(ct, int(cd.hop)+1, req.cand, c.id, c.cfg.CanReach, c.cfg.Defence.PrefixCap)
 	}
 	switch op.kind {
 	case opResolve:
@@ -478,6 +506,7 @@ func (op *operation) pathTo(i int32) {
 }
 
 func (c *Core) dropOp(op *operation) {
+	c.st.PrefixRefused += uint64(op.prefixRefused)
 	op.done = true
 	delete(c.ops, op.id)
 }

@@ -34,6 +34,10 @@ type routingTable struct {
 	buckets []bucket
 	size    int
 	repl    int
+	// prefixCap is Defence.PrefixCap: contacts per network prefix per bucket.
+	prefixCap int
+	// prefixRefused counts contacts turned away by prefixCap.
+	prefixRefused uint64
 }
 
 // bucketFor returns the bucket id belongs in. With create, missing buckets are
@@ -78,6 +82,12 @@ func (rt *routingTable) seen(id identity.Key, addr netip.AddrPort, now int64, pi
 		c.addr, c.lastSeen, c.fails, c.pinging = addr, now, 0, false
 		copy(b.live[i:], b.live[i+1:])
 		b.live[len(b.live)-1] = c
+		return seenResult{}
+	}
+	if prefixFull(b.live, addr.Addr(), rt.prefixCap) {
+		// As many nodes of this prefix as a bucket may hold are in it already;
+		// the newcomer is not even a replacement.
+		rt.prefixRefused++
 		return seenResult{}
 	}
 	if len(b.live) < rt.k {
@@ -156,9 +166,14 @@ func (rt *routingTable) remove(id identity.Key) bool {
 func (rt *routingTable) removeAt(b *bucket, i int) {
 	b.live = append(b.live[:i], b.live[i+1:]...)
 	rt.size--
-	if n := len(b.repl); n > 0 {
+	// The freshest replacement whose prefix still has room is promoted.
+	n := len(b.repl)
+	for n > 0 && prefixFull(b.live, b.repl[n-1].addr.Addr(), rt.prefixCap) {
+		n--
+	}
+	if n > 0 {
 		c := b.repl[n-1]
-		b.repl = b.repl[:n-1]
+		b.repl = append(b.repl[:n-1], b.repl[n:]...)
 		rt.repl--
 		c.fails, c.pinging = 0, false
 		// The replacement goes to the head: it is the least recently confirmed.

@@ -1,0 +1,198 @@
+package overlay
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/peername/peername/identity"
+)
+
+func TestNetPrefix(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		addr   string
+		want   string // "" = exempt from the cap
+		wantOK bool
+	}{
+		{"198.51.100.7", "198.51.100.0/24", true},
+		{"::ffff:198.51.100.7", "198.51.100.0/24", true},
+		{"2001:db8:aa:bb::1", "2001:db8:aa::/48", true},
+		{"3fff:0:2::2:0:1", "3fff:0:2::/48", true},
+		{"127.0.0.1", "", false},
+		{"::1", "", false},
+		{"10.1.2.3", "", false},
+		{"192.168.1.9", "", false},
+		{"fd00::1", "", false},
+		{"fe80::1%eth0", "", false},
+		{"0.0.0.0", "", false},
+	}
+	for _, tt := range tests {
+		p, ok := netPrefix(netip.MustParseAddr(tt.addr))
+		if ok != tt.wantOK || ok && p.String() != tt.want {
+			t.Errorf("netPrefix(%s) = %v, %v; want %s, %v", tt.addr, p, ok, tt.want, tt.wantOK)
+		}
+	}
+}
+
+// idInBucket returns an ID sharing exactly i prefix bits with self, distinct per n.
+func idInBucket(self identity.Key, i int, n uint64) identity.Key {
+	return randomIDInBucket(self, i, func() uint64 { n = n*6364136223846793005 + 1442695040888963407; return n })
+}
+
+// TestRoutingPrefixCap: a bucket keeps at most prefixCap contacts of one /24
+// or /48, not even as replacements, and a promoted replacement respects the
+// cap too; loopback and private addresses are exempt.
+func TestRoutingPrefixCap(t *testing.T) {
+	t.Parallel()
+	var self identity.Key
+	self[0] = 0x80
+	tests := []struct {
+		name      string
+		prefixCap int
+		addr      func(j int) netip.AddrPort
+		wantLive  int
+	}{
+		{"one /24, cap 2", 2, func(j int) netip.AddrPort {
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(j + 1)}), 3540)
+		}, 2},
+		{"one /48, cap 2", 2, func(j int) netip.AddrPort {
+			return netip.AddrPortFrom(netip.MustParseAddr(fmt.Sprintf("2001:db8:7:%x::1", j)), 3540)
+		}, 2},
+		{"one /24, cap off", 0, func(j int) netip.AddrPort {
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(j + 1)}), 3540)
+		}, 8},
+		{"loopback is exempt", 2, func(j int) netip.AddrPort {
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(4000+j))
+		}, 8},
+		{"distinct /24s", 2, func(j int) netip.AddrPort {
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, byte(j), 1}), 3540)
+		}, 8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rt := routingTable{self: self, k: 16, prefixCap: tt.prefixCap}
+			for j := range 8 {
+				rt.seen(idInBucket(self, 0, uint64(j)), tt.addr(j), int64(j), 1e12)
+			}
+			if rt.size != tt.wantLive {
+				t.Errorf("live contacts = %d, want %d", rt.size, tt.wantLive)
+			}
+			if want := uint64(8 - tt.wantLive); rt.prefixRefused != want {
+				t.Errorf("refused = %d, want %d", rt.prefixRefused, want)
+			}
+		})
+	}
+
+	// Promotion: two replacements of prefix P wait while one P contact is
+	// live; as live contacts leave, the first promoted brings P to the cap,
+	// and the second must then stay out.
+	rt := routingTable{self: self, k: 4, prefixCap: 2}
+	pAddr := func(j int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(j + 1)}), 3540)
+	}
+	other := func(j int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, byte(j), 2}), 3540)
+	}
+	ids := make([]identity.Key, 8)
+	for j := range ids {
+		ids[j] = idInBucket(self, 0, uint64(100+j))
+	}
+	rt.seen(ids[0], pAddr(0), 1, 1e12) // live: one of P
+	for j := 1; j < 4; j++ {
+		rt.seen(ids[j], other(j), 1, 1e12) // and three of other prefixes: full
+	}
+	rt.seen(ids[4], pAddr(1), 2, 1e12) // replacements of P (one P live: allowed)
+	rt.seen(ids[5], pAddr(2), 3, 1e12)
+	rt.remove(ids[1]) // promotes ids[5], the freshest: P at the cap
+	rt.remove(ids[2]) // ids[4] is of P: not promoted
+	if !rt.contains(ids[0]) || !rt.contains(ids[5]) || rt.contains(ids[4]) {
+		t.Errorf("P contacts live: %v %v %v, want true true false",
+			rt.contains(ids[0]), rt.contains(ids[5]), rt.contains(ids[4]))
+	}
+	if rt.size != 3 {
+		t.Errorf("live contacts = %d, want 3", rt.size)
+	}
+}
+
+// TestLookupPrefixCap: a lookup takes at most PrefixCap candidates of one
+// prefix, however many an answer names.
+func TestLookupPrefixCap(t *testing.T) {
+	t.Parallel()
+	var self, target identity.Key
+	target[0] = 0xff
+	for _, capN := range []int{0, 2} {
+		op := &operation{target: target}
+		for j := range 10 {
+			ct := contact{ID: idInBucket(target, 8, uint64(j)),
+				Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(j + 1)}), 3540)}
+			op.addCandidate(ct, 2, -1, self, nil, capN)
+		}
+		want := 10
+		if capN > 0 {
+			want = capN
+		}
+		if len(op.all) != want {
+			t.Errorf("cap %d: %d candidates, want %d", capN, len(op.all), want)
+		}
+	}
+}
+
+// TestJoinSeedsOnDisjointPaths: a join's seeds are dealt to the disjoint
+// paths in turn, so one hostile seed cannot capture the whole self-lookup.
+func TestJoinSeedsOnDisjointPaths(t *testing.T) {
+	t.Parallel()
+	cfg := Config{Identity: testIdentity(1), Seed: 1, PuzzleBits: testPuzzleBits}
+	cfg.Defence = DefaultDefence(0)
+	c, err := NewCore(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seeds []netip.AddrPort
+	for j := range 3 {
+		seeds = append(seeds, netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(j + 1)}), 3540))
+	}
+	id := c.Join(epoch, seeds)
+	op := c.ops[id]
+	if op == nil {
+		t.Fatal("join op not found")
+	}
+	paths := map[uint8]bool{}
+	for _, cd := range op.all {
+		if !cd.hasID {
+			paths[cd.path] = true
+		}
+	}
+	if len(paths) != 3 {
+		t.Errorf("3 seeds went to %d distinct paths (%v), want 3", len(paths), paths)
+	}
+}
+
+// TestQuorumWaitsForClosest: a Resolve with quorum reads does not end when
+// Quorum answers carried a record while a closer candidate, which may hold a
+// newer one, is still being asked.
+func TestQuorumWaitsForClosest(t *testing.T) {
+	t.Parallel()
+	var target identity.Key
+	c := &Core{cfg: Config{K: 16, Defence: Defence{Quorum: 2}}}
+	op := &operation{target: target}
+	for j := range 4 {
+		var id identity.Key
+		id[0] = byte(j + 1) // candidate j is the j-th closest
+		op.addCandidate(contact{ID: id, Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(j + 1)}), 1)}, 1, -1, identity.Key{0xff}, nil, 0)
+	}
+	op.all[0].state = cInflight // the closest is still being asked
+	op.all[1].state, op.all[2].state = cDone, cDone
+	op.foundFrom = 2 // candidates 1 and 2 returned a record
+	if c.quorumMet(op) {
+		t.Error("quorum met while the closest candidate is in flight")
+	}
+	op.all[0].state = cDone
+	if !c.quorumMet(op) {
+		t.Error("quorum not met after the two closest answered")
+	}
+	op.all[0].state = cFailed
+	if !c.quorumMet(op) {
+		t.Error("a failed closest candidate blocks the quorum")
+	}
+}
