@@ -26,6 +26,12 @@ type Attack struct {
 	// (default 2 s); ChurnEvery how often a churning node takes a fresh
 	// identity and rejoins (default 30 s).
 	FloodEvery, ChurnEvery time.Duration
+	// Prefixes, if > 0, puts the hostile nodes' addresses in that many IPv6
+	// /48s (colluder j in prefix j mod Prefixes), as an attacker renting
+	// servers from a few providers would have them; 0 gives every hostile
+	// node its own /48, like honest nodes (an attacker with a botnet's
+	// address diversity, against which Defence.PrefixCap does nothing).
+	Prefixes int
 }
 
 // AttackReport is the attack's effect, in Report.Attack.
@@ -73,6 +79,8 @@ func AttackFlags(fs *flag.FlagSet) func(cfg *Config) error {
 	def := fs.String("defence", "off", "defences against hostile nodes in honest cores: off or on")
 	quorum := fs.Int("quorum", 0, "with -defence on: quorum reads from this many storers (0 = K/2)")
 	paths := fs.Int("paths", 0, "with -defence on: disjoint lookup paths (0 = 3)")
+	prefixes := fs.Int("attacker-prefixes", 0, "hostile nodes' addresses come from this many IPv6 /48s (0 = each its own)")
+	prefixCap := fs.Int("prefix-cap", -1, "with -defence on: contacts per /48 per bucket and per lookup (-1 = default 2, 0 = off)")
 	return func(cfg *Config) error {
 		k, ok := overlay.ParseHostileKind(*kind)
 		if !ok || k == overlay.HostileNone {
@@ -84,8 +92,9 @@ func AttackFlags(fs *flag.FlagSet) func(cfg *Config) error {
 		if !(*frac >= 0 && *frac < 1) {
 			return fmt.Errorf("%w: -malicious %v: want 0 <= F < 1", ErrBadFlag, *frac)
 		}
-		if *quorum < 0 || *paths < 0 {
-			return fmt.Errorf("%w: -quorum %d, -paths %d: want >= 0", ErrBadFlag, *quorum, *paths)
+		if *quorum < 0 || *paths < 0 || *prefixes < 0 || *prefixes >= 1<<27 || *prefixCap < -1 {
+			return fmt.Errorf("%w: -quorum %d, -paths %d, -attacker-prefixes %d, -prefix-cap %d: out of range",
+				ErrBadFlag, *quorum, *paths, *prefixes, *prefixCap)
 		}
 		if *def == "on" {
 			cfg.Core.Defence = overlay.DefaultDefence(cfg.Core.K)
@@ -95,9 +104,12 @@ func AttackFlags(fs *flag.FlagSet) func(cfg *Config) error {
 			if *paths > 0 {
 				cfg.Core.Defence.DisjointPaths = *paths
 			}
+			if *prefixCap >= 0 {
+				cfg.Core.Defence.PrefixCap = *prefixCap
+			}
 		}
 		if *frac > 0 {
-			cfg.Attack = &Attack{Kind: k, Fraction: *frac, Defence: *def == "on"}
+			cfg.Attack = &Attack{Kind: k, Fraction: *frac, Defence: *def == "on", Prefixes: *prefixes}
 		}
 		return nil
 	}
@@ -128,11 +140,22 @@ func (w *World) setupAttack() {
 		return n, ok
 	}}
 	cut := uint64(a.Fraction * (1 << 32))
+	var group map[int]uint32
+	if a.Prefixes > 0 {
+		group = make(map[int]uint32)
+		w.e.net.PrefixOf = func(i int) (uint32, bool) {
+			g, ok := group[i]
+			return g, ok
+		}
+	}
 	for i := 1; i < w.cfg.Nodes; i++ {
 		if Derive(w.cfg.Seed, "malicious", uint64(i))&(1<<32-1) < cut {
+			if group != nil {
+				group[i] = 1<<27 + uint32(st.rep.Malicious%a.Prefixes)
+			}
 			st.hostile[i] = true
 			st.rep.Malicious++
-			st.h.Colluders = append(st.h.Colluders, overlay.Contact{ID: w.identityOf(i).NodeID(), Addr: AddrOf(i)})
+			st.h.Colluders = append(st.h.Colluders, overlay.Contact{ID: w.identityOf(i).NodeID(), Addr: w.e.addrOf(i)})
 		}
 	}
 	honest := w.cfg.NewCore
@@ -296,7 +319,7 @@ func (h *hostileCore) HandleTimer(now time.Time) {
 			return
 		}
 		h.st.rep.FloodPublishes++
-		h.Core.Publish(now, &records.Record{Name: name, Endpoints: []netip.Addr{AddrOf(h.i).Addr()},
+		h.Core.Publish(now, &records.Record{Name: name, Endpoints: []netip.Addr{h.w.e.addrOf(h.i).Addr()},
 			Payload: bytes.Repeat([]byte{0xf1}, 2048)})
 	case overlay.HostileChurn:
 		seeds := h.seeds

@@ -19,8 +19,15 @@ func attackRun(t *testing.T, kind overlay.HostileKind, defence bool) *Report {
 
 func attackRunWith(t *testing.T, kind overlay.HostileKind, nodes int, frac float64, seed uint64, d overlay.Defence) *Report {
 	t.Helper()
+	return attackRunPrefixes(t, kind, nodes, frac, seed, d, 0)
+}
+
+// attackRunPrefixes is attackRunWith with the hostile nodes in the given
+// number of /48s (0: each its own).
+func attackRunPrefixes(t *testing.T, kind overlay.HostileKind, nodes int, frac float64, seed uint64, d overlay.Defence, prefixes int) *Report {
+	t.Helper()
 	cfg := Config{Seed: seed, Nodes: nodes, Lookups: 300, Publishers: 0.25, Net: Network{RTTMin: 20e6, RTTMax: 100e6},
-		Attack: &Attack{Kind: kind, Fraction: frac, Defence: d != overlay.Defence{}}}
+		Attack: &Attack{Kind: kind, Fraction: frac, Defence: d != overlay.Defence{}, Prefixes: prefixes}}
 	cfg.Core.Defence = d
 	w, err := NewWorld(cfg)
 	if err != nil {
@@ -94,10 +101,34 @@ func TestDisjointPathsResistEclipse(t *testing.T) {
 		off <- rep.Attack.Eclipsed
 	})
 	rep := attackRunWith(t, overlay.HostileEclipse, 200, 0.4, 7, overlay.DefaultDefence(0))
-	if o := <-off; rep.Attack.Eclipsed*3 > o {
+	o := <-off
+	t.Logf("eclipsed: %d without defence, %d with (of %d lookups)", o, rep.Attack.Eclipsed, rep.Lookups)
+	if rep.Attack.Eclipsed*3 > o {
 		t.Errorf("eclipsed %d lookups with disjoint paths, %d without: want at most a third", rep.Attack.Eclipsed, o)
 	}
 	if rep.Attack.ForgedAccepted != 0 {
 		t.Errorf("forged accepted %d", rep.Attack.ForgedAccepted)
+	}
+}
+
+// TestPrefixCapResistsConcentratedColluders: 40% colluders all in one IPv6
+// /48 eclipse many single-path lookups; with Defence.PrefixCap alone (2 per
+// /48 per bucket and per lookup) they can fill neither routing tables nor a
+// lookup's candidates.
+func TestPrefixCapResistsConcentratedColluders(t *testing.T) {
+	t.Parallel()
+	off := make(chan int, 1)
+	t.Run("off", func(t *testing.T) {
+		rep := attackRunPrefixes(t, overlay.HostileEclipse, 200, 0.4, 7, overlay.Defence{}, 1)
+		if rep.Attack.Eclipsed < 20 {
+			t.Errorf("eclipsed %d lookups of %d without defence, want >= 20: the attack is too weak to test the defence", rep.Attack.Eclipsed, rep.Lookups)
+		}
+		off <- rep.Attack.Eclipsed
+	})
+	rep := attackRunPrefixes(t, overlay.HostileEclipse, 200, 0.4, 7, overlay.Defence{PrefixCap: 2}, 1)
+	o := <-off
+	t.Logf("eclipsed: %d without the prefix cap, %d with (of %d lookups)", o, rep.Attack.Eclipsed, rep.Lookups)
+	if rep.Attack.Eclipsed*10 > o {
+		t.Errorf("eclipsed %d lookups with the prefix cap, %d without: want at most a tenth", rep.Attack.Eclipsed, o)
 	}
 }

@@ -66,6 +66,10 @@ type Network struct {
 	ReorderDelay   time.Duration // extra delay of reordered and duplicated datagrams; default RTTMax
 	Partitions     []Partition
 	Intercept      Interceptor
+	// PrefixOf, if set, puts node i's address in the /48 of group g (g >=
+	// 2^27 keeps clear of the nodes' own /48s; see addrIn) when it reports
+	// true; other nodes keep their own /48 (AddrOf).
+	PrefixOf func(i int) (g uint32, ok bool)
 }
 
 // Validate reports whether the model is usable.
@@ -160,37 +164,57 @@ func NewEngine(seed uint64, n Network, hashData bool) (*Engine, error) {
 	}, nil
 }
 
-// AddrOf is the virtual address of node i: in fd00::/8, with the index in
-// bits 32-63 so that every node has its own /64, as distinct hosts on the
-// Internet do (the core's per-source limits group IPv6 sources by /64).
-// These addresses never touch a socket.
-func AddrOf(i int) netip.AddrPort {
+// AddrOf is the virtual address of node i: in 3fff::/20 (the IPv6
+// documentation prefix of RFC 9637, which the core treats as a public
+// address), with its own /48 (bits 20-47 hold i+1) and the index again in
+// the interface ID, so every node has its own /48 and /64 as distinct hosts
+// on the Internet do (the core's rate limits group IPv6 sources by /64, its
+// prefix cap by /48). These addresses never touch a socket.
+func AddrOf(i int) netip.AddrPort { return addrIn(i, uint32(i)+1) }
+
+// addrIn is node i's address with its /48 taken from group g (< 2^28): nodes
+// of one group share a /48, as an attacker renting addresses from one
+// provider does (Network.PrefixOf).
+func addrIn(i int, g uint32) netip.AddrPort {
 	var b [16]byte
-	b[0] = 0xfd
-	binary.BigEndian.PutUint32(b[4:8], uint32(i)+1)
+	b[0], b[1] = 0x3f, 0xff
+	b[2] = byte(g>>24) & 0x0f
+	b[3], b[4], b[5] = byte(g>>16), byte(g>>8), byte(g)
+	binary.BigEndian.PutUint32(b[8:12], uint32(i)+1)
 	b[15] = 1
 	return netip.AddrPortFrom(netip.AddrFrom16(b), Port)
 }
 
-// IndexOf is the node index of a virtual address, or -1.
+// IndexOf is the node index of a virtual address, or -1. The index is read
+// from the interface ID; the /48 may be the node's own or its group's.
 func IndexOf(a netip.AddrPort) int {
 	if a.Port() != Port || !a.Addr().Is6() || a.Addr().Zone() != "" {
 		return -1
 	}
 	b := a.Addr().As16()
-	if b[0] != 0xfd || b[1] != 0 || b[2] != 0 || b[3] != 0 || b[15] != 1 {
+	if b[0] != 0x3f || b[1] != 0xff || b[2]&0xf0 != 0 || b[6] != 0 || b[7] != 0 || b[15] != 1 {
 		return -1
 	}
-	for _, x := range b[8:15] {
+	for _, x := range b[12:15] {
 		if x != 0 {
 			return -1
 		}
 	}
-	v := binary.BigEndian.Uint32(b[4:8])
+	v := binary.BigEndian.Uint32(b[8:12])
 	if v == 0 {
 		return -1
 	}
 	return int(v - 1)
+}
+
+// addrOf is node i's address under the network's prefix layout.
+func (e *Engine) addrOf(i int) netip.AddrPort {
+	if e.net.PrefixOf != nil {
+		if g, ok := e.net.PrefixOf(i); ok {
+			return addrIn(i, g)
+		}
+	}
+	return AddrOf(i)
 }
 
 // Now is the current virtual time.
@@ -362,7 +386,7 @@ func (e *Engine) dispatch(ev event) {
 	}
 	e.c.Delivered++
 	e.mix(3, ev.to, ev.from, ev.data)
-	s.host.HandleDatagram(e.Now(), AddrOf(int(ev.from)), ev.data)
+	s.host.HandleDatagram(e.Now(), e.addrOf(int(ev.from)), ev.data)
 	e.settle(ev.to)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -119,14 +120,26 @@ func TestAddrRoundTrip(t *testing.T) {
 			t.Errorf("IndexOf(AddrOf(%d)) = %d", i, got)
 		}
 	}
-	if a, b := AddrOf(1).Addr().As16(), AddrOf(2).Addr().As16(); [8]byte(a[:8]) == [8]byte(b[:8]) {
-		t.Errorf("nodes 1 and 2 share a /64: %v %v", AddrOf(1), AddrOf(2))
+	if a, b := AddrOf(1).Addr().As16(), AddrOf(2).Addr().As16(); [6]byte(a[:6]) == [6]byte(b[:6]) {
+		t.Errorf("nodes 1 and 2 share a /48: %v %v", AddrOf(1), AddrOf(2))
 	}
-	for _, s := range []string{"[fd00:0:0:1::1]:53", "10.0.0.1:3540", "[fe00:0:0:1::1]:3540", "[fd00::1]:3540",
-		"[fd00:1:0:1::1]:3540", "[fd00:0:0:1::2]:3540", "[fd00:0:0:1:1::1]:3540", "[fd00:0:0:1::1%eth0]:3540"} {
+	// Nodes put in one group share a /48 and still have distinct addresses.
+	a, b := addrIn(5, 1<<27), addrIn(9, 1<<27)
+	if a16, b16 := a.Addr().As16(), b.Addr().As16(); [6]byte(a16[:6]) != [6]byte(b16[:6]) || a == b {
+		t.Errorf("grouped nodes: %v %v, want one /48, two addresses", a, b)
+	}
+	if IndexOf(a) != 5 || IndexOf(b) != 9 {
+		t.Errorf("IndexOf grouped: %d %d, want 5 9", IndexOf(a), IndexOf(b))
+	}
+	for _, s := range []string{"[3fff:0:2::2:0:1]:53", "10.0.0.1:3540", "[fd00:0:0:1::1]:3540", "[3fff:0:2::1]:3540",
+		"[3fff:1000:2::2:0:1]:3540", "[3fff:0:2:1:0:2:0:1]:3540", "[3fff:0:2::2:0:2]:3540", "[3fff:0:2::2:1:1]:3540",
+		"[3fff:0:2::2:0:1%eth0]:3540", "[3ffe:0:2::2:0:1]:3540"} {
 		if got := IndexOf(netip.MustParseAddrPort(s)); got != -1 {
 			t.Errorf("IndexOf(%s) = %d, want -1", s, got)
 		}
+	}
+	if got := IndexOf(netip.MustParseAddrPort("[3fff:0:2::2:0:1]:" + strconv.Itoa(int(Port)))); got != 1 {
+		t.Errorf("IndexOf(node 1's address) = %d, want 1", got)
 	}
 }
 

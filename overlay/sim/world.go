@@ -423,7 +423,7 @@ func (w *World) pickSeeds(self int) []netip.AddrPort {
 	rng := w.e.Rand()
 	for tries := 0; len(seeds) < w.cfg.Seeds && tries < 8*w.cfg.Seeds && len(w.ready) > 0; tries++ {
 		j := int(w.ready[rng.IntN(len(w.ready))])
-		a := AddrOf(j)
+		a := w.e.addrOf(j)
 		if j == self || !w.e.Alive(j) || slices.Contains(seeds, a) {
 			continue
 		}
@@ -440,7 +440,7 @@ func (w *World) publish(k int, now time.Time, attempt int8) {
 	}
 	tmpl := &records.Record{
 		Name:      p.name,
-		Endpoints: []netip.Addr{AddrOf(i).Addr()},
+		Endpoints: []netip.Addr{w.e.addrOf(i).Addr()},
 		TXT:       []string{fmt.Sprintf("node=%d", i)},
 	}
 	op := w.nodes[i].Publish(now, tmpl)
