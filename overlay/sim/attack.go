@@ -52,6 +52,13 @@ type AttackReport struct {
 	// Eclipsed counts lookups that returned no record of the owner although
 	// a live honest node held its current record.
 	Eclipsed int `json:"eclipsed"`
+	// SeedEclipsedNodes counts honest nodes whose every bootstrap seed (the
+	// world gives each joining node a few random joined nodes) was hostile:
+	// such a node only ever hears of colluders, whatever its lookups do.
+	// EclipsedBySeeds counts the eclipsed lookups issued by such a node or
+	// for a name it owns.
+	SeedEclipsedNodes int `json:"seed_eclipsed_nodes"`
+	EclipsedBySeeds   int `json:"eclipsed_by_seeds"`
 	// Lying answers sent by the hostile nodes.
 	ForgedAnswers   uint64 `json:"forged_answers"`
 	StaleAnswers    uint64 `json:"stale_answers"`
@@ -66,6 +73,7 @@ type AttackReport struct {
 type attackState struct {
 	cfg     Attack
 	hostile []bool
+	seedEcl map[int]bool // honest nodes whose latest join had only hostile seeds
 	h       *overlay.Hostility
 	byKey   map[identity.Key]identity.Name
 	rep     AttackReport
@@ -209,8 +217,28 @@ func (w *World) scheduleAttack(publishSpan time.Duration) {
 	}
 }
 
-// attackLookupDone counts the attack's effect on one finished lookup.
-func (w *World) attackLookupDone(now time.Time, info opInfo, c *overlay.Completion) {
+// attackSeeds notes whether every seed of honest node i's join is hostile.
+func (w *World) attackSeeds(i int, seeds []netip.AddrPort) {
+	st := w.attack
+	if st == nil || st.isHostile(i) {
+		return
+	}
+	all := len(seeds) > 0
+	for _, a := range seeds {
+		all = all && st.isHostile(IndexOf(a))
+	}
+	if st.seedEcl == nil {
+		st.seedEcl = make(map[int]bool)
+	}
+	if all {
+		st.seedEcl[i] = true
+	} else {
+		delete(st.seedEcl, i)
+	}
+}
+
+// attackLookupDone counts the attack's effect on one lookup by node i.
+func (w *World) attackLookupDone(i int32, now time.Time, info opInfo, c *overlay.Completion) {
 	st := w.attack
 	if st == nil {
 		return
@@ -232,6 +260,9 @@ func (w *World) attackLookupDone(now time.Time, info opInfo, c *overlay.Completi
 		st.rep.StaleAccepted++
 	} else {
 		st.rep.Eclipsed++
+		if st.seedEcl[int(i)] || st.seedEcl[int(p.owner)] {
+			st.rep.EclipsedBySeeds++
+		}
 	}
 }
 
@@ -268,6 +299,7 @@ func (w *World) attackReport() *AttackReport {
 		return nil
 	}
 	st.rep.HonestSuccessRate = w.rep.SuccessRate
+	st.rep.SeedEclipsedNodes = len(st.seedEcl)
 	st.rep.ForgedAnswers, st.rep.StaleAnswers = st.h.Forged, st.h.Stale
 	st.rep.EclipseAnswers, st.rep.DroppedRequests = st.h.Eclipsed, st.h.Dropped
 	r := st.rep

@@ -413,6 +413,7 @@ func (w *World) join(i int, attempt int8) {
 	}
 	now := w.e.Now()
 	seeds := w.pickSeeds(i)
+	w.attackSeeds(i, seeds)
 	op := w.nodes[i].Join(now, seeds)
 	w.ops[opKey{int32(i), op}] = opInfo{kind: opJoin, attempt: attempt, start: int64(w.e.Elapsed())}
 	w.e.Poke(i)
@@ -559,7 +560,7 @@ func (w *World) complete(i int32, now time.Time, c *overlay.Completion) {
 		}
 		w.rep.PublishFailures++
 	case opLookup:
-		w.lookupDone(now, info, c)
+		w.lookupDone(i, now, info, c)
 	case opProbe:
 		w.probeDone(i, now, info, c)
 	}
@@ -581,8 +582,8 @@ func (w *World) current(k int32, want uint64, c *overlay.Completion) (found, cur
 	return found, false
 }
 
-func (w *World) lookupDone(now time.Time, info opInfo, c *overlay.Completion) {
-	w.attackLookupDone(now, info, c)
+func (w *World) lookupDone(i int32, now time.Time, info opInfo, c *overlay.Completion) {
+	w.attackLookupDone(i, now, info, c)
 	found, cur := w.current(info.name, info.want, c)
 	switch {
 	case c.Err == nil && cur:
