@@ -147,11 +147,14 @@ func (c *Core) stepDisjoint(now int64, op *operation) {
 
 // netPrefix is the network prefix PrefixCap counts a's node under: the /24 of
 // an IPv4 address (or IPv4-mapped IPv6), the /48 of an IPv6 address. It
-// reports false for addresses the cap exempts: loopback, private (RFC 1918,
-// unique-local fc00::/7), link-local and unspecified ones.
+// reports false for addresses the cap exempts, those of a LAN or a lab that
+// the Internet never routes: loopback, private (RFC 1918, unique-local
+// fc00::/7), link-local, unspecified, shared (100.64.0.0/10, RFC 6598) and
+// benchmarking (198.18.0.0/15, RFC 2544) ones.
 func netPrefix(a netip.Addr) (netip.Prefix, bool) {
 	a = a.Unmap().WithZone("")
-	if !a.IsValid() || a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsUnspecified() {
+	if !a.IsValid() || a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsUnspecified() ||
+		sharedSpace.Contains(a) || benchSpace.Contains(a) {
 		return netip.Prefix{}, false
 	}
 	bits := 48
@@ -161,6 +164,11 @@ func netPrefix(a netip.Addr) (netip.Prefix, bool) {
 	p, err := a.Prefix(bits)
 	return p, err == nil
 }
+
+var (
+	sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
+	benchSpace  = netip.MustParsePrefix("198.18.0.0/15")
+)
 
 // prefixFull reports whether cs already holds capN contacts in a's prefix.
 func prefixFull(cs []rtContact, a netip.Addr, capN int) bool {

@@ -26,6 +26,9 @@ func TestNetPrefix(t *testing.T) {
 		{"fd00::1", "", false},
 		{"fe80::1%eth0", "", false},
 		{"0.0.0.0", "", false},
+		{"100.64.3.4", "", false},
+		{"198.18.77.2", "", false},
+		{"198.20.0.1", "198.20.0.0/24", true},
 	}
 	for _, tt := range tests {
 		p, ok := netPrefix(netip.MustParseAddr(tt.addr))

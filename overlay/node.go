@@ -39,6 +39,8 @@ type NodeConfig struct {
 	// are filled in from above; Seed is always drawn from crypto/rand.
 	// Core.PuzzleBits zero selects DefaultPuzzleBits (a negative value: no
 	// identity puzzle); every node of a cloud should use the same value.
+	// A zero Core.Defence selects DefaultDefence: a node on a real network
+	// runs with quorum reads, disjoint lookup paths and the prefix cap.
 	Core Config
 	// Logger receives the driver's logs; nil means slog.Default().
 	Logger *slog.Logger
@@ -224,6 +226,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	// takes a while and can be cancelled); the config is checked now.
 	if cfg.Core.PuzzleBits == 0 {
 		cfg.Core.PuzzleBits = DefaultPuzzleBits
+	}
+	if cfg.Core.Defence == (Defence{}) {
+		cfg.Core.Defence = DefaultDefence(cfg.Core.K)
 	}
 	checked := cfg.Core
 	if err := checked.applyDefaults(); err != nil {
