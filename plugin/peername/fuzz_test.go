@@ -20,6 +20,7 @@ import (
 func FuzzParse(f *testing.F) {
 	f.Add("peername")
 	f.Add("peername peer.alt lan.alt {\nlisten 127.0.0.1:3540 [::1]\nbootstrap 127.0.0.1:3541 dns:example.org\npublish www\nsrv www ssh tcp 22 1 2\ntxt www hi\n}")
+	f.Add("peername {\nprefix_cap 4\npuzzle 12\n}")
 	f.Fuzz(func(t *testing.T, input string) {
 		c := caddy.NewTestController("dns", input)
 		c.ServerBlockKeys = []string{"peer.alt.:1053"}
@@ -28,7 +29,8 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		if len(cfg.zones) == 0 || len(cfg.listen) == 0 || cfg.ttl <= 0 || cfg.negTTL <= 0 ||
-			cfg.timeout <= 0 || cfg.lifetime <= 0 || cfg.identityFile == "" || cfg.cloud == "" {
+			cfg.timeout <= 0 || cfg.lifetime <= 0 || cfg.identityFile == "" || cfg.cloud == "" ||
+			cfg.prefixCap < 0 || cfg.prefixCap > maxPrefixCap {
 			t.Fatalf("accepted an unusable config: %+v", cfg)
 		}
 		seen := map[string]bool{}

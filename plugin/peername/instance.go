@@ -102,6 +102,7 @@ func (inst *instance) nodeConfig() nodeConfig {
 		LinkLocal:      inst.cfg.linkLocal,
 		LinkLocalIface: inst.cfg.linkIface,
 		PuzzleBits:     inst.cfg.puzzleBits,
+		PrefixCap:      inst.cfg.prefixCap,
 	}
 }
 

@@ -78,6 +78,8 @@ type nodeConfig struct {
 	LinkLocalIface string
 	// PuzzleBits is the cloud's identity puzzle difficulty (0: none).
 	PuzzleBits int
+	// PrefixCap is overlay.Defence.PrefixCap (0: off).
+	PrefixCap int
 }
 
 // sameSettings reports whether c and o configure a node the same way
@@ -85,7 +87,7 @@ type nodeConfig struct {
 func (c nodeConfig) sameSettings(o nodeConfig) bool {
 	return slices.Equal(c.Bootstrap, o.Bootstrap) && c.RecordLifetime == o.RecordLifetime &&
 		c.StateDir == o.StateDir && c.LinkLocal == o.LinkLocal && c.LinkLocalIface == o.LinkLocalIface &&
-		c.PuzzleBits == o.PuzzleBits
+		c.PuzzleBits == o.PuzzleBits && c.PrefixCap == o.PrefixCap
 }
 
 // key identifies a node in the process-wide registry: the same identity,
@@ -182,7 +184,7 @@ func (r *nodeRegistry) acquire(ctx context.Context, cfg nodeConfig) (*sharedNode
 	if s, ok := r.nodes[k]; ok {
 		s.refs++
 		if !s.cfg.sameSettings(cfg) {
-			log.Warningf("overlay node on %v keeps running with its bootstrap, lifetime, state, linklocal and puzzle settings; changes to them take effect after a restart", cfg.Listen)
+			log.Warningf("overlay node on %v keeps running with its bootstrap, lifetime, state, linklocal, puzzle and prefix_cap settings; changes to them take effect after a restart", cfg.Listen)
 		}
 		return s, nil
 	}

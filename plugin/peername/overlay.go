@@ -40,12 +40,14 @@ func newOverlayNode(cfg nodeConfig) (overlayNode, error) {
 	if puzzle == 0 {
 		puzzle = -1 // the Corefile's 0 is "no puzzle"; the node's 0 is its default
 	}
+	defence := overlay.DefaultDefence(0)
+	defence.PrefixCap = cfg.PrefixCap
 	n, err := overlay.NewNode(overlay.NodeConfig{
 		Identity:  cfg.Identity,
 		Listen:    cfg.Listen,
 		Bootstrap: boots,
 		Cloud:     cfg.Cloud,
-		Core:      overlay.Config{RecordLifetime: cfg.RecordLifetime, PuzzleBits: puzzle},
+		Core:      overlay.Config{RecordLifetime: cfg.RecordLifetime, PuzzleBits: puzzle, Defence: defence},
 		Logger:    slog.New(clogHandler{}),
 		StateDir:  cfg.StateDir,
 		LinkLocal: ll,

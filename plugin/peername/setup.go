@@ -25,6 +25,10 @@ var log = clog.NewWithPlugin(pluginName)
 
 func init() { plugin.Register(pluginName, setup) }
 
+// maxPrefixCap bounds the prefix_cap option: beyond a bucket's K (16) the
+// cap can no longer bind.
+const maxPrefixCap = 16
+
 // Defaults of the Corefile options.
 const (
 	defaultPort     = 3540
@@ -55,6 +59,7 @@ type config struct {
 	linkLocal    bool
 	linkIface    string
 	puzzleBits   int // identity puzzle difficulty of the cloud; 0: none
+	prefixCap    int // contacts per /24 or /48 per bucket and per lookup; 0: off
 }
 
 // publication is one name this node publishes.
@@ -117,6 +122,7 @@ func parse(c *caddy.Controller) (*config, error) {
 		timeout:      defaultTimeout,
 		lifetime:     defaultLifetime,
 		puzzleBits:   overlay.DefaultPuzzleBits,
+		prefixCap:    overlay.DefaultDefence(0).PrefixCap,
 	}
 	byClassifier := map[string]*publication{}
 	type pending struct {
@@ -249,6 +255,15 @@ func parse(c *caddy.Controller) (*config, error) {
 					return nil, c.Errf("puzzle needs a number of bits from 0 (no puzzle) to %d, got %q", overlay.MaxPuzzleBits, args[0])
 				}
 				cfg.puzzleBits = n
+			case "prefix_cap":
+				if len(args) != 1 {
+					return nil, c.ArgErr()
+				}
+				n, err := strconv.Atoi(args[0])
+				if err != nil || n < 0 || n > maxPrefixCap {
+					return nil, c.Errf("prefix_cap needs a number of nodes per network prefix from 0 (no cap) to %d, got %q", maxPrefixCap, args[0])
+				}
+				cfg.prefixCap = n
 			case "fallthrough":
 				cfg.fall.SetZonesFromArgs(args)
 			default:

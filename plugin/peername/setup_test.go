@@ -162,6 +162,25 @@ func TestParse(t *testing.T) {
 		{input: "peername {\npuzzle 33\n}", wantErr: "puzzle needs a number of bits from 0 (no puzzle) to 32"},
 		{input: "peername {\npuzzle -1\n}", wantErr: "puzzle needs"},
 		{input: "peername {\npuzzle hard\n}", wantErr: "puzzle needs"},
+		{input: "peername {\nprefix_cap 0\n}", check: func(t *testing.T, c *config) {
+			if c.prefixCap != 0 {
+				t.Fatalf("prefix_cap 0: %d", c.prefixCap)
+			}
+		}},
+		{input: "peername {\nprefix_cap 5\n}", check: func(t *testing.T, c *config) {
+			if c.prefixCap != 5 {
+				t.Fatalf("prefix_cap 5: %d", c.prefixCap)
+			}
+		}},
+		{input: "peername {\n}", check: func(t *testing.T, c *config) {
+			if c.prefixCap != 2 {
+				t.Fatalf("default prefix_cap: %d, want 2", c.prefixCap)
+			}
+		}},
+		{input: "peername {\nprefix_cap\n}", wantErr: "Wrong argument count"},
+		{input: "peername {\nprefix_cap 17\n}", wantErr: "prefix_cap needs a number of nodes per network prefix from 0 (no cap) to 16"},
+		{input: "peername {\nprefix_cap -1\n}", wantErr: "prefix_cap needs"},
+		{input: "peername {\nprefix_cap many\n}", wantErr: "prefix_cap needs"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.input, func(t *testing.T) {
