@@ -18,6 +18,16 @@ const (
 	resultNotImp      = "notimp"
 )
 
+// Reasons counted by droppedCount.
+const (
+	dropAuth            = "auth"
+	dropPuzzle          = "puzzle"
+	dropMalformed       = "malformed"
+	dropRecordsRejected = "records_rejected"
+	dropRateLimited     = "rate_limited"
+	dropPrefixCap       = "prefix_cap"
+)
+
 var (
 	// queryCount counts the queries the plugin handled, by result.
 	queryCount = promauto.NewCounterVec(prometheus.CounterOpts{
@@ -48,6 +58,13 @@ var (
 		Name:      "records_stored",
 		Help:      "Number of records the overlay node stores.",
 	}, []string{"node"})
+	// droppedCount counts what a node's defences and limits turned away.
+	droppedCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "peername",
+		Name:      "dropped_total",
+		Help:      "Counter of datagrams, contacts and records the overlay node turned away, by reason (auth, puzzle, malformed, records_rejected, rate_limited, prefix_cap).",
+	}, []string{"node", "reason"})
 	// publishCount counts the node's publish and unpublish operations.
 	publishCount = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,

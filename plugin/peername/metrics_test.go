@@ -72,3 +72,35 @@ func TestQueryMetrics(t *testing.T) {
 		}
 	}
 }
+
+func counterValue(t *testing.T, label, reason string) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := droppedCount.WithLabelValues(label, reason).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// TestAddDropped: dropped_total follows the node's cumulative counts, adding
+// only their increase at each refresh.
+func TestAddDropped(t *testing.T) {
+	const label = "test-add-dropped"
+	last := map[string]uint64{}
+	steps := []struct {
+		now  map[string]uint64
+		want map[string]float64
+	}{
+		{map[string]uint64{dropPuzzle: 3, dropPrefixCap: 0}, map[string]float64{dropPuzzle: 3, dropPrefixCap: 0}},
+		{map[string]uint64{dropPuzzle: 3, dropPrefixCap: 5}, map[string]float64{dropPuzzle: 3, dropPrefixCap: 5}},
+		{map[string]uint64{dropPuzzle: 10, dropPrefixCap: 5}, map[string]float64{dropPuzzle: 10, dropPrefixCap: 5}},
+	}
+	for i, st := range steps {
+		addDropped(label, last, st.now)
+		for reason, want := range st.want {
+			if got := counterValue(t, label, reason); got != want {
+				t.Errorf("step %d: dropped_total{reason=%q} = %v, want %v", i, reason, got, want)
+			}
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"net/netip"
 	"slices"
 	"strings"
@@ -40,6 +41,9 @@ var errOnlyLocal = errors.New("stored on this node only: no peer reachable yet")
 type nodeStats struct {
 	RoutingTableSize int
 	RecordsStored    int
+	// Dropped holds the node's cumulative counts of what its defences and
+	// limits turned away, by the reason label of dropped_total.
+	Dropped map[string]uint64
 }
 
 // bootstrapSpec is one `bootstrap` argument: a literal address, a host
@@ -265,18 +269,32 @@ func (s *sharedNode) unclaim(name identity.Name) bool {
 // statsInterval is how often a node's gauges are refreshed.
 const statsInterval = 5 * time.Second
 
+// addDropped adds to dropped_total what the node's cumulative counts grew by
+// since last, and remembers them in last.
+func addDropped(label string, last, now map[string]uint64) {
+	for reason, n := range now {
+		if n > last[reason] {
+			droppedCount.WithLabelValues(label, reason).Add(float64(n - last[reason]))
+		}
+		last[reason] = n
+	}
+}
+
 // exportStats keeps the node's gauges current until the node stops.
 func (s *sharedNode) exportStats() {
 	defer close(s.done)
 	label := s.id.NodeID().String()[:16]
 	defer routingTableSize.DeleteLabelValues(label)
 	defer recordsStored.DeleteLabelValues(label)
+	defer droppedCount.DeletePartialMatch(prometheus.Labels{"node": label})
 	t := time.NewTicker(statsInterval)
 	defer t.Stop()
+	last := map[string]uint64{}
 	for {
 		st := s.node.Stats()
 		routingTableSize.WithLabelValues(label).Set(float64(st.RoutingTableSize))
 		recordsStored.WithLabelValues(label).Set(float64(st.RecordsStored))
+		addDropped(label, last, st.Dropped)
 		select {
 		case <-s.stop:
 			return

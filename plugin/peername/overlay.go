@@ -114,5 +114,13 @@ func (n *netNode) Unpublish(ctx context.Context, name identity.Name) error {
 // Stats implements overlayNode.
 func (n *netNode) Stats() nodeStats {
 	st := n.Node.Stats()
-	return nodeStats{RoutingTableSize: st.RoutingTableSize, RecordsStored: st.RecordsStored}
+	return nodeStats{RoutingTableSize: st.RoutingTableSize, RecordsStored: st.RecordsStored,
+		Dropped: map[string]uint64{
+			dropAuth:            st.DroppedAuth - st.DroppedPuzzle,
+			dropPuzzle:          st.DroppedPuzzle,
+			dropMalformed:       st.DroppedMalformed,
+			dropRecordsRejected: st.RecordsRejected,
+			dropRateLimited:     st.RateLimited + st.StoresRateLimited + st.HandshakesRateLimited,
+			dropPrefixCap:       st.PrefixRefused,
+		}}
 }
