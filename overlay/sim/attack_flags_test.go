@@ -17,13 +17,19 @@ func TestAttackFlags(t *testing.T) {
 		kind     overlay.HostileKind // HostileNone: no attack
 		quorum   int
 		paths    int
+		capN     int
+		prefixes int
 		fraction float64
 	}{
 		{args: nil},
-		{args: []string{"-defence", "on"}, quorum: overlay.DefaultK / 2, paths: 3},
+		{args: []string{"-defence", "on"}, quorum: overlay.DefaultK / 2, paths: 3, capN: 2},
+		{args: []string{"-defence", "on", "-prefix-cap", "0"}, quorum: overlay.DefaultK / 2, paths: 3},
+		{args: []string{"-defence", "off", "-prefix-cap", "3"}},
+		{args: []string{"-malicious", "0.2", "-attacker-prefixes", "8", "-defence", "on", "-prefix-cap", "4"},
+			kind: overlay.HostileEclipse, fraction: 0.2, quorum: overlay.DefaultK / 2, paths: 3, capN: 4, prefixes: 8},
 		{args: []string{"-malicious", "0.2"}, kind: overlay.HostileEclipse, fraction: 0.2},
 		{args: []string{"-malicious", "0.1", "-attack", "stale", "-defence", "on", "-quorum", "4", "-paths", "5"},
-			kind: overlay.HostileStale, fraction: 0.1, quorum: 4, paths: 5},
+			kind: overlay.HostileStale, fraction: 0.1, quorum: 4, paths: 5, capN: 2},
 		{args: []string{"-malicious", "0.3", "-attack", "churn"}, kind: overlay.HostileChurn, fraction: 0.3},
 		{args: []string{"-attack", "nice"}, err: true},
 		{args: []string{"-attack", "none"}, err: true},
@@ -31,6 +37,8 @@ func TestAttackFlags(t *testing.T) {
 		{args: []string{"-malicious", "1"}, err: true},
 		{args: []string{"-malicious", "-0.1"}, err: true},
 		{args: []string{"-defence", "on", "-paths", "-1"}, err: true},
+		{args: []string{"-defence", "on", "-prefix-cap", "-2"}, err: true},
+		{args: []string{"-malicious", "0.2", "-attacker-prefixes", "-1"}, err: true},
 	}
 	for _, tt := range tests {
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
@@ -51,8 +59,11 @@ func TestAttackFlags(t *testing.T) {
 			t.Errorf("%v: %v", tt.args, err)
 			continue
 		}
-		if cfg.Core.Defence.Quorum != tt.quorum || cfg.Core.Defence.DisjointPaths != tt.paths {
-			t.Errorf("%v: defence %+v, want quorum %d paths %d", tt.args, cfg.Core.Defence, tt.quorum, tt.paths)
+		if d := cfg.Core.Defence; d.Quorum != tt.quorum || d.DisjointPaths != tt.paths || d.PrefixCap != tt.capN {
+			t.Errorf("%v: defence %+v, want quorum %d paths %d prefix cap %d", tt.args, d, tt.quorum, tt.paths, tt.capN)
+		}
+		if cfg.Attack != nil && cfg.Attack.Prefixes != tt.prefixes {
+			t.Errorf("%v: attacker prefixes %d, want %d", tt.args, cfg.Attack.Prefixes, tt.prefixes)
 		}
 		switch {
 		case tt.kind == overlay.HostileNone && cfg.Attack != nil:
