@@ -21,8 +21,9 @@ type Defence struct {
 	// an IPv6 /48: what one operator, hosting customer or small ISP
 	// typically holds) a routing-table bucket keeps, and how many candidates
 	// of one prefix a lookup takes from answers and its own table. Nodes on
-	// loopback, private, unique-local and link-local addresses (a LAN cloud)
-	// are exempt. An attacker who runs many nodes from few prefixes then
+	// addresses the Internet never routes (loopback, private, unique-local,
+	// link-local, shared and benchmarking ones: a LAN cloud, a lab) are
+	// exempt (netPrefix). An attacker who runs many nodes from few prefixes then
 	// fills a bucket or a lookup's shortlist with at most PrefixCap of them
 	// per prefix (in the spirit of BEP 42; Ethereum's discovery table keeps 2
 	// per /24 per bucket). 0 = off.
