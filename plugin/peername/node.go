@@ -4,14 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/peername/peername/identity"
+	"github.com/peername/peername/overlay"
 	"github.com/peername/peername/records"
 )
 
@@ -84,6 +86,9 @@ type nodeConfig struct {
 	PuzzleBits int
 	// PrefixCap is overlay.Defence.PrefixCap (0: off).
 	PrefixCap int
+	// PuzzleNonce solves the identity puzzle for PuzzleBits (acquire finds
+	// it before the node starts; not a setting).
+	PuzzleNonce uint64
 }
 
 // sameSettings reports whether c and o configure a node the same way
@@ -191,6 +196,17 @@ func (r *nodeRegistry) acquire(ctx context.Context, cfg nodeConfig) (*sharedNode
 			log.Warningf("overlay node on %v keeps running with its bootstrap, lifetime, state, linklocal, puzzle and prefix_cap settings; changes to them take effect after a restart", cfg.Listen)
 		}
 		return s, nil
+	}
+	if cfg.PuzzleBits > 0 {
+		// The identity puzzle is CPU work whose length varies with the key
+		// (2^PuzzleBits hashes on average, several times that for some keys)
+		// and with the machine's load: it is solved before, and outside, the
+		// deadline for binding and joining.
+		nonce, err := overlay.SolvePuzzle(ctx, cfg.Identity.PublicKey(), cfg.PuzzleBits)
+		if err != nil {
+			return nil, fmt.Errorf("overlay node on %v: %w", cfg.Listen, err)
+		}
+		cfg.PuzzleNonce = nonce
 	}
 	n, err := r.newNode(cfg)
 	if err != nil {
