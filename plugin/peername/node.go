@@ -286,11 +286,13 @@ func (s *sharedNode) unclaim(name identity.Name) bool {
 const statsInterval = 5 * time.Second
 
 // addDropped adds to dropped_total what the node's cumulative counts grew by
-// since last, and remembers them in last.
+// since last, and remembers them in last. Every reason's series exists from
+// the first refresh, at 0 if nothing was dropped.
 func addDropped(label string, last, now map[string]uint64) {
 	for reason, n := range now {
+		c := droppedCount.WithLabelValues(label, reason)
 		if n > last[reason] {
-			droppedCount.WithLabelValues(label, reason).Add(float64(n - last[reason]))
+			c.Add(float64(n - last[reason]))
 		}
 		last[reason] = n
 	}
