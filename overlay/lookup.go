@@ -126,25 +126,29 @@ func (op *operation) addCandidate(c contact, hop int, ref int32, self identity.K
 	if c.ID == self || len(op.all) >= maxCandidates || canReach != nil && !canReach(c.Addr) {
 		return
 	}
+	// One pass over the candidates finds a duplicate and counts those of
+	// the contact's prefix (when the cap applies to it).
+	pfx, capped := netip.Prefix{}, false
+	if prefixCap > 0 {
+		pfx, capped = netPrefix(c.Addr.Addr())
+	}
 	p := binary.BigEndian.Uint64(c.ID[:8])
+	inPrefix := 0
 	for i := range op.all {
-		if binary.BigEndian.Uint64(op.all[i].c.ID[:8]) == p && op.all[i].hasID && op.all[i].c.ID == c.ID {
+		o := &op.all[i]
+		if !o.hasID {
+			continue
+		}
+		if binary.BigEndian.Uint64(o.c.ID[:8]) == p && o.c.ID == c.ID {
 			return
 		}
-	}
-	if prefixCap > 0 {
-		if pfx, ok := netPrefix(c.Addr.Addr()); ok {
-			n := 0
-			for i := range op.all {
-				if op.all[i].hasID && pfx.Contains(op.all[i].c.Addr.Addr().Unmap()) {
-					n++
-				}
-			}
-			if n >= prefixCap {
-				op.prefixRefused++
-				return
-			}
+		if capped && pfx.Contains(o.c.Addr.Addr().Unmap()) {
+			inPrefix++
 		}
+	}
+	if capped && inPrefix >= prefixCap {
+		op.prefixRefused++
+		return
 	}
 	op.all = append(op.all, cand{c: c, hasID: true, hop: uint8(min(hop, 255)), ref: ref})
 	idx := int32(len(op.all) - 1)

@@ -366,16 +366,15 @@ func (n *Node) Start(ctx context.Context) error {
 // hashes, so a Start can be cancelled while it runs.
 func (n *Node) newCore(ctx context.Context) error {
 	cfg := n.cfg.Core
-	pub := n.cfg.Identity.PublicKey()
-	if !checkPuzzle(pub, cfg.PuzzleNonce, cfg.PuzzleBits) {
-		began := time.Now()
-		nonce, err := SolvePuzzle(ctx, pub, cfg.PuzzleBits)
-		if err != nil {
-			return fmt.Errorf("overlay: start: %w", err)
-		}
-		n.log.Debug("identity puzzle solved", "bits", cfg.PuzzleBits, "nonce", nonce, "took", time.Since(began))
-		cfg.PuzzleNonce = nonce
+	began := time.Now()
+	nonce, solved, err := puzzleNonce(ctx, n.cfg.Identity.PublicKey(), cfg.PuzzleNonce, cfg.PuzzleBits)
+	if err != nil {
+		return fmt.Errorf("overlay: start: %w", err)
 	}
+	if solved {
+		n.log.Debug("identity puzzle solved", "bits", cfg.PuzzleBits, "nonce", nonce, "took", time.Since(began))
+	}
+	cfg.PuzzleNonce = nonce
 	core, err := NewCore(cfg)
 	if err != nil {
 		return fmt.Errorf("overlay: start: %w", err)

@@ -74,6 +74,16 @@ func checkPuzzle(pub []byte, nonce uint64, d int) bool {
 	return newPuzzleInput(pub).zeroBits(nonce) >= d
 }
 
+// puzzleNonce returns nonce if it solves the puzzle of pub at d bits, and
+// otherwise solves it (SolvePuzzle); solved reports which.
+func puzzleNonce(ctx context.Context, pub ed25519.PublicKey, nonce uint64, d int) (n uint64, solved bool, err error) {
+	if checkPuzzle(pub, nonce, d) {
+		return nonce, false, nil
+	}
+	n, err = SolvePuzzle(ctx, pub, d)
+	return n, err == nil, err
+}
+
 // SolvePuzzle returns the smallest nonce that solves the identity puzzle of
 // pub at d bits (counting up from 0: the answer is a function of the key), for
 // Config.PuzzleNonce. It looks at ctx every few thousand hashes and returns

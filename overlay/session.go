@@ -113,11 +113,9 @@ func newHandshakeKeys(cfg *Config) (*handshakeKeys, error) {
 	}
 	xPub := hk.xPriv.PublicKey().Bytes()
 	sig := id.Sign(certMessage(hk.cloudHash, xPub))
-	nonce := cfg.PuzzleNonce
-	if !checkPuzzle(id.PublicKey(), nonce, cfg.PuzzleBits) {
-		if nonce, err = SolvePuzzle(context.Background(), id.PublicKey(), cfg.PuzzleBits); err != nil {
-			return nil, err
-		}
+	nonce, _, err := puzzleNonce(context.Background(), id.PublicKey(), cfg.PuzzleNonce, cfg.PuzzleBits)
+	if err != nil {
+		return nil, err
 	}
 	copy(hk.cert[:32], id.PublicKey())
 	copy(hk.cert[32:64], xPub)
