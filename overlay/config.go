@@ -111,9 +111,12 @@ type Config struct {
 	RateLimits RateLimits
 	// Defence switches the defences against hostile nodes (defence.go).
 	Defence Defence
-	// Hostile, set only by the simulator, makes this core one of a set of
-	// colluding hostile nodes (defence_hostile.go). nil for every real node.
-	Hostile *Hostility
+	// Intercept, when set, sees every FIND_NODE, FIND_VALUE, STORE, NEAREST
+	// and RANGE request of an authenticated peer before the core handles it,
+	// and may answer or drop it (Request). It is the one hook through which
+	// the simulator's hostile nodes (overlay/sim) lie; a real node leaves it
+	// nil.
+	Intercept func(*Request)
 	// PuzzleBits is the difficulty D of the identity puzzle (puzzle.go), a
 	// parameter of the cloud: this node's certificate carries a nonce whose
 	// hash with its key has D leading zero bits (~2^D hashes to find), and

@@ -548,7 +548,7 @@ func (c *Core) onSeen(now int64, peer identity.Key, addr netip.AddrPort) {
 
 // onMessage dispatches an authenticated message received on s.
 func (c *Core) onMessage(now int64, s *session, m *msg) {
-	if c.cfg.Hostile != nil && c.hostileAnswer(now, s, m) {
+	if c.cfg.Intercept != nil && c.intercept(now, s, m) {
 		return
 	}
 	switch m.typ {

@@ -16,7 +16,7 @@ import (
 // never publish the workload's names and never issue its lookups: every
 // lookup the report counts is an honest node resolving an honest name.
 type Attack struct {
-	Kind overlay.HostileKind
+	Kind HostileKind
 	// Fraction of the initial nodes that are hostile (node 0, the first
 	// bootstrap, is always honest).
 	Fraction float64
@@ -74,7 +74,7 @@ type attackState struct {
 	cfg     Attack
 	hostile []bool
 	seedEcl map[int]bool // honest nodes whose latest join had only hostile seeds
-	h       *overlay.Hostility
+	h       *hostility
 	byKey   map[identity.Key]identity.Name
 	rep     AttackReport
 }
@@ -90,8 +90,8 @@ func AttackFlags(fs *flag.FlagSet) func(cfg *Config) error {
 	prefixes := fs.Int("attacker-prefixes", 0, "hostile nodes' addresses come from this many IPv6 /48s (0 = each its own)")
 	prefixCap := fs.Int("prefix-cap", -1, "with -defence on: contacts per /48 per bucket and per lookup (-1 = default 2, 0 = off)")
 	return func(cfg *Config) error {
-		k, ok := overlay.ParseHostileKind(*kind)
-		if !ok || k == overlay.HostileNone {
+		k, ok := ParseHostileKind(*kind)
+		if !ok || k == HostileNone {
 			return fmt.Errorf("%w: -attack %q", ErrBadFlag, *kind)
 		}
 		if *def != "off" && *def != "on" {
@@ -143,7 +143,11 @@ func (w *World) setupAttack() {
 	w.cfg.Core.RateLimits = overlay.RateLimits{RequestRate: -1, StoreRate: -1, HandshakeRate: -1}
 	st := &attackState{cfg: *a, hostile: make([]bool, w.cfg.Nodes), byKey: make(map[identity.Key]identity.Name)}
 	st.rep = AttackReport{Kind: a.Kind.String(), Fraction: a.Fraction, Defence: a.Defence}
-	st.h = &overlay.Hostility{Kind: a.Kind, NameOf: func(k identity.Key) (identity.Name, bool) {
+	k := w.cfg.Core.K
+	if k <= 0 {
+		k = overlay.DefaultK
+	}
+	st.h = &hostility{kind: a.Kind, k: k, nameOf: func(k identity.Key) (identity.Name, bool) {
 		n, ok := st.byKey[k]
 		return n, ok
 	}}
@@ -163,7 +167,7 @@ func (w *World) setupAttack() {
 			}
 			st.hostile[i] = true
 			st.rep.Malicious++
-			st.h.Colluders = append(st.h.Colluders, overlay.Contact{ID: w.identityOf(i).NodeID(), Addr: w.e.addrOf(i)})
+			st.h.colluders = append(st.h.colluders, overlay.Contact{ID: w.identityOf(i).NodeID(), Addr: w.e.addrOf(i)})
 		}
 	}
 	honest := w.cfg.NewCore
@@ -172,16 +176,16 @@ func (w *World) setupAttack() {
 			return honest(i, cfg)
 		}
 		cfg.Defence = overlay.Defence{}
-		cfg.Hostile = st.h
+		cfg.Intercept = st.h.intercept(cfg.Identity)
 		inner, err := overlay.NewCore(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("sim: hostile core %d: %w", i, err)
 		}
 		hc := &hostileCore{Core: inner, w: w, st: st, i: i, cfg: cfg}
 		switch a.Kind {
-		case overlay.HostileFlood:
+		case HostileFlood:
 			hc.every = a.FloodEvery
-		case overlay.HostileChurn:
+		case HostileChurn:
 			hc.every = a.ChurnEvery
 		}
 		return hc, nil
@@ -207,7 +211,7 @@ func (w *World) scheduleAttack(publishSpan time.Duration) {
 	for _, p := range w.names {
 		st.byKey[p.key] = p.name
 	}
-	if st.cfg.Kind == overlay.HostileStale {
+	if st.cfg.Kind == HostileStale {
 		w.chain(len(w.names), w.joinEnd+publishSpan+w.cfg.Settle/4, w.cfg.Settle/2, func(k int, now time.Time) {
 			if w.names[k].ok {
 				st.rep.Republished++
@@ -300,14 +304,14 @@ func (w *World) attackReport() *AttackReport {
 	}
 	st.rep.HonestSuccessRate = w.rep.SuccessRate
 	st.rep.SeedEclipsedNodes = len(st.seedEcl)
-	st.rep.ForgedAnswers, st.rep.StaleAnswers = st.h.Forged, st.h.Stale
-	st.rep.EclipseAnswers, st.rep.DroppedRequests = st.h.Eclipsed, st.h.Dropped
+	st.rep.ForgedAnswers, st.rep.StaleAnswers = st.h.forged, st.h.stale
+	st.rep.EclipseAnswers, st.rep.DroppedRequests = st.h.eclipsed, st.h.dropped
 	r := st.rep
 	return &r
 }
 
-// hostileCore is a hostile node: a real core whose answers lie through
-// overlay.Hostility, plus the behaviours driven from outside a core (store
+// hostileCore is a hostile node: a real core whose answers lie through its
+// Intercept hook (hostile.go), plus the behaviours driven from outside a core (store
 // floods, identity churn).
 type hostileCore struct {
 	*overlay.Core
@@ -345,7 +349,7 @@ func (h *hostileCore) HandleTimer(now time.Time) {
 	h.next = now.Add(h.every)
 	h.gen++
 	switch h.st.cfg.Kind {
-	case overlay.HostileFlood:
+	case HostileFlood:
 		name, err := identity.NewSecuredName(fmt.Sprintf("flood%d", h.gen), h.cfg.Identity.PublicKey())
 		if err != nil {
 			return
@@ -353,7 +357,7 @@ func (h *hostileCore) HandleTimer(now time.Time) {
 		h.st.rep.FloodPublishes++
 		h.Core.Publish(now, &records.Record{Name: name, Endpoints: []netip.Addr{h.w.e.addrOf(h.i).Addr()},
 			Payload: bytes.Repeat([]byte{0xf1}, 2048)})
-	case overlay.HostileChurn:
+	case HostileChurn:
 		seeds := h.seeds
 		for _, ct := range h.Core.Contacts(3) {
 			seeds = append(seeds, ct.Addr)

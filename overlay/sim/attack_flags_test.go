@@ -14,7 +14,7 @@ func TestAttackFlags(t *testing.T) {
 	tests := []struct {
 		args     []string
 		err      bool
-		kind     overlay.HostileKind // HostileNone: no attack
+		kind     HostileKind // HostileNone: no attack
 		quorum   int
 		paths    int
 		capN     int
@@ -26,11 +26,11 @@ func TestAttackFlags(t *testing.T) {
 		{args: []string{"-defence", "on", "-prefix-cap", "0"}, quorum: overlay.DefaultK / 2, paths: 3},
 		{args: []string{"-defence", "off", "-prefix-cap", "3"}},
 		{args: []string{"-malicious", "0.2", "-attacker-prefixes", "8", "-defence", "on", "-prefix-cap", "4"},
-			kind: overlay.HostileEclipse, fraction: 0.2, quorum: overlay.DefaultK / 2, paths: 3, capN: 4, prefixes: 8},
-		{args: []string{"-malicious", "0.2"}, kind: overlay.HostileEclipse, fraction: 0.2},
+			kind: HostileEclipse, fraction: 0.2, quorum: overlay.DefaultK / 2, paths: 3, capN: 4, prefixes: 8},
+		{args: []string{"-malicious", "0.2"}, kind: HostileEclipse, fraction: 0.2},
 		{args: []string{"-malicious", "0.1", "-attack", "stale", "-defence", "on", "-quorum", "4", "-paths", "5"},
-			kind: overlay.HostileStale, fraction: 0.1, quorum: 4, paths: 5, capN: 2},
-		{args: []string{"-malicious", "0.3", "-attack", "churn"}, kind: overlay.HostileChurn, fraction: 0.3},
+			kind: HostileStale, fraction: 0.1, quorum: 4, paths: 5, capN: 2},
+		{args: []string{"-malicious", "0.3", "-attack", "churn"}, kind: HostileChurn, fraction: 0.3},
 		{args: []string{"-attack", "nice"}, err: true},
 		{args: []string{"-attack", "none"}, err: true},
 		{args: []string{"-defence", "maybe"}, err: true},
@@ -66,9 +66,9 @@ func TestAttackFlags(t *testing.T) {
 			t.Errorf("%v: attacker prefixes %d, want %d", tt.args, cfg.Attack.Prefixes, tt.prefixes)
 		}
 		switch {
-		case tt.kind == overlay.HostileNone && cfg.Attack != nil:
+		case tt.kind == HostileNone && cfg.Attack != nil:
 			t.Errorf("%v: attack %+v, want none", tt.args, cfg.Attack)
-		case tt.kind != overlay.HostileNone && (cfg.Attack == nil || cfg.Attack.Kind != tt.kind || cfg.Attack.Fraction != tt.fraction):
+		case tt.kind != HostileNone && (cfg.Attack == nil || cfg.Attack.Kind != tt.kind || cfg.Attack.Fraction != tt.fraction):
 			t.Errorf("%v: attack %+v, want %v at %v", tt.args, cfg.Attack, tt.kind, tt.fraction)
 		}
 	}
@@ -76,13 +76,13 @@ func TestAttackFlags(t *testing.T) {
 
 func TestHostileKindNames(t *testing.T) {
 	t.Parallel()
-	for k := overlay.HostileNone; k <= overlay.HostileChurn; k++ {
-		got, ok := overlay.ParseHostileKind(k.String())
+	for k := HostileNone; k <= HostileChurn; k++ {
+		got, ok := ParseHostileKind(k.String())
 		if !ok || got != k {
 			t.Errorf("ParseHostileKind(%q) = %v, %v", k.String(), got, ok)
 		}
 	}
-	if _, ok := overlay.ParseHostileKind("unknown"); ok {
+	if _, ok := ParseHostileKind("unknown"); ok {
 		t.Error(`ParseHostileKind("unknown") succeeded`)
 	}
 }

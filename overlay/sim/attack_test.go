@@ -8,7 +8,7 @@ import (
 )
 
 // attackRun runs a small network with 20% colluding hostile nodes.
-func attackRun(t *testing.T, kind overlay.HostileKind, defence bool) *Report {
+func attackRun(t *testing.T, kind HostileKind, defence bool) *Report {
 	t.Helper()
 	var d overlay.Defence
 	if defence {
@@ -17,14 +17,14 @@ func attackRun(t *testing.T, kind overlay.HostileKind, defence bool) *Report {
 	return attackRunWith(t, kind, 120, 0.2, 7, d)
 }
 
-func attackRunWith(t *testing.T, kind overlay.HostileKind, nodes int, frac float64, seed uint64, d overlay.Defence) *Report {
+func attackRunWith(t *testing.T, kind HostileKind, nodes int, frac float64, seed uint64, d overlay.Defence) *Report {
 	t.Helper()
 	return attackRunPrefixes(t, kind, nodes, frac, seed, d, 0)
 }
 
 // attackRunPrefixes is attackRunWith with the hostile nodes in the given
 // number of /48s (0: each its own).
-func attackRunPrefixes(t *testing.T, kind overlay.HostileKind, nodes int, frac float64, seed uint64, d overlay.Defence, prefixes int) *Report {
+func attackRunPrefixes(t *testing.T, kind HostileKind, nodes int, frac float64, seed uint64, d overlay.Defence, prefixes int) *Report {
 	t.Helper()
 	cfg := Config{Seed: seed, Nodes: nodes, Lookups: 300, Publishers: 0.25, Net: Network{RTTMin: 20e6, RTTMax: 100e6},
 		Attack: &Attack{Kind: kind, Fraction: frac, Defence: d != overlay.Defence{}, Prefixes: prefixes}}
@@ -47,14 +47,14 @@ func attackRunPrefixes(t *testing.T, kind overlay.HostileKind, nodes int, frac f
 // resolver returns a record that fails Verify or is not the owner's.
 func TestAttacksNeverPlantRecords(t *testing.T) {
 	t.Parallel()
-	for _, kind := range []overlay.HostileKind{overlay.HostileForge, overlay.HostileStale, overlay.HostileEclipse} {
+	for _, kind := range []HostileKind{HostileForge, HostileStale, HostileEclipse} {
 		t.Run(kind.String(), func(t *testing.T) {
 			t.Parallel()
 			rep := attackRun(t, kind, false)
 			if rep.Attack.ForgedAccepted != 0 || rep.WrongRecord != 0 {
 				t.Errorf("forged accepted %d, wrong record %d", rep.Attack.ForgedAccepted, rep.WrongRecord)
 			}
-			if kind == overlay.HostileForge && rep.Attack.ForgedAnswers == 0 {
+			if kind == HostileForge && rep.Attack.ForgedAnswers == 0 {
 				t.Errorf("the forging nodes sent no forged answer: the test attacks nothing")
 			}
 		})
@@ -75,7 +75,7 @@ func TestQuorumReadsDefeatStaleReplicas(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(map[bool]string{false: "off", true: "on"}[tt.defence], func(t *testing.T) {
 			t.Parallel()
-			rep := attackRun(t, overlay.HostileStale, tt.defence)
+			rep := attackRun(t, HostileStale, tt.defence)
 			a := rep.Attack
 			if a.Republished == 0 || a.StaleAnswers == 0 {
 				t.Fatalf("no republish (%d) or no stale answer (%d): the attack did not run", a.Republished, a.StaleAnswers)
@@ -94,13 +94,13 @@ func TestDisjointPathsResistEclipse(t *testing.T) {
 	t.Parallel()
 	off := make(chan int, 1)
 	t.Run("off", func(t *testing.T) {
-		rep := attackRunWith(t, overlay.HostileEclipse, 200, 0.4, 7, overlay.Defence{})
+		rep := attackRunWith(t, HostileEclipse, 200, 0.4, 7, overlay.Defence{})
 		if rep.Attack.Eclipsed < 20 {
 			t.Errorf("eclipsed %d lookups of %d without defence, want >= 20: the attack is too weak to test the defence", rep.Attack.Eclipsed, rep.Lookups)
 		}
 		off <- rep.Attack.Eclipsed
 	})
-	rep := attackRunWith(t, overlay.HostileEclipse, 200, 0.4, 7, overlay.DefaultDefence(0))
+	rep := attackRunWith(t, HostileEclipse, 200, 0.4, 7, overlay.DefaultDefence(0))
 	o := <-off
 	t.Logf("eclipsed: %d without defence, %d with (of %d lookups)", o, rep.Attack.Eclipsed, rep.Lookups)
 	if rep.Attack.Eclipsed*3 > o {
@@ -119,13 +119,13 @@ func TestPrefixCapResistsConcentratedColluders(t *testing.T) {
 	t.Parallel()
 	off := make(chan int, 1)
 	t.Run("off", func(t *testing.T) {
-		rep := attackRunPrefixes(t, overlay.HostileEclipse, 200, 0.4, 7, overlay.Defence{}, 1)
+		rep := attackRunPrefixes(t, HostileEclipse, 200, 0.4, 7, overlay.Defence{}, 1)
 		if rep.Attack.Eclipsed < 20 {
 			t.Errorf("eclipsed %d lookups of %d without defence, want >= 20: the attack is too weak to test the defence", rep.Attack.Eclipsed, rep.Lookups)
 		}
 		off <- rep.Attack.Eclipsed
 	})
-	rep := attackRunPrefixes(t, overlay.HostileEclipse, 200, 0.4, 7, overlay.Defence{PrefixCap: 2}, 1)
+	rep := attackRunPrefixes(t, HostileEclipse, 200, 0.4, 7, overlay.Defence{PrefixCap: 2}, 1)
 	o := <-off
 	t.Logf("eclipsed: %d without the prefix cap, %d with (of %d lookups)", o, rep.Attack.Eclipsed, rep.Lookups)
 	if rep.Attack.Eclipsed*10 > o {
