@@ -133,7 +133,10 @@ type Config struct {
 	PuzzleNonce uint64
 }
 
-func (c *Config) applyDefaults() error {
+// ApplyDefaults fills c's zero fields with the defaults NewCore uses and
+// checks the result; an invalid config is ErrBadConfig (or ErrNoIdentity).
+// A driver calls it to validate a config before it builds the core.
+func (c *Config) ApplyDefaults() error {
 	if c.Identity == nil {
 		return ErrNoIdentity
 	}

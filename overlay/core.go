@@ -77,7 +77,7 @@ type request struct {
 
 // NewCore returns a core for cfg.Identity. It does nothing until driven.
 func NewCore(cfg Config) (*Core, error) {
-	if err := cfg.applyDefaults(); err != nil {
+	if err := cfg.ApplyDefaults(); err != nil {
 		return nil, err
 	}
 	hk, err := newHandshakeKeys(&cfg)
@@ -106,6 +106,9 @@ func NewCore(cfg Config) (*Core, error) {
 
 // ID returns the node's overlay ID.
 func (c *Core) ID() identity.Key { return c.id }
+
+// Config returns the core's configuration, defaults applied.
+func (c *Core) Config() Config { return c.cfg }
 
 // NextTimer returns when HandleTimer must next be called (zero: no timer).
 func (c *Core) NextTimer() time.Time {
@@ -849,7 +852,7 @@ func (c *Core) Range(now time.Time, lo, hi identity.Key, o SearchOptions) OpID {
 // signed record; Completion.Stored the number of nodes that acknowledged it.
 func (c *Core) Publish(now time.Time, tmpl *records.Record) OpID {
 	ns := now.UnixNano()
-	rec := cloneRecord(tmpl)
+	rec := tmpl.Clone()
 	if rec.Name.Secured {
 		rec.Name.Authority = c.ident.Authority()
 	}
@@ -989,7 +992,7 @@ func (c *Core) signOwn(now int64, rec *records.Record, withdrawn bool) error {
 
 func (c *Core) republish(now int64, key identity.Key) {
 	o := c.owned[key]
-	rec := cloneRecord(o.rec)
+	rec := o.rec.Clone()
 	if err := c.signOwn(now, rec, false); err != nil {
 		delete(c.owned, key)
 		return
@@ -1003,17 +1006,6 @@ func (c *Core) republish(now int64, key identity.Key) {
 	}
 	op.internal = true
 	c.beginStore(now, op, rec)
-}
-
-func cloneRecord(r *records.Record) *records.Record {
-	out := *r
-	out.PublicKey = slices.Clone(r.PublicKey)
-	out.Endpoints = slices.Clone(r.Endpoints)
-	out.Services = slices.Clone(r.Services)
-	out.TXT = slices.Clone(r.TXT)
-	out.Payload = slices.Clone(r.Payload)
-	out.Signature = nil
-	return &out
 }
 
 // beginStore stores rec locally when it is ours (or we are alone), then looks

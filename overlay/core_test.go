@@ -503,7 +503,7 @@ func TestVerifyCertPuzzle(t *testing.T) {
 		ok   bool
 	}{{-1, true}, {1, true}, {testPuzzleBits, true}, {got, true}, {got + 1, false}, {MaxPuzzleBits, got >= MaxPuzzleBits}} {
 		cfg := Config{Identity: testIdentity(50), PuzzleBits: testPuzzleBits}
-		if err := cfg.applyDefaults(); err != nil {
+		if err := cfg.ApplyDefaults(); err != nil {
 			t.Fatal(err)
 		}
 		hk, err := newHandshakeKeys(&cfg)
@@ -565,9 +565,6 @@ func TestPuzzleConfig(t *testing.T) {
 	for _, bits := range []int{MaxPuzzleBits + 1, 64} {
 		if _, err := NewCore(Config{Identity: id, PuzzleBits: bits}); !errors.Is(err, ErrBadConfig) {
 			t.Errorf("PuzzleBits %d: err = %v, want ErrBadConfig", bits, err)
-		}
-		if _, err := NewNode(NodeConfig{Identity: id, Core: Config{PuzzleBits: bits}}); !errors.Is(err, ErrBadConfig) {
-			t.Errorf("NewNode with PuzzleBits %d: err = %v, want ErrBadConfig", bits, err)
 		}
 	}
 	// A bare core takes PuzzleBits as given (the Node picks the default).

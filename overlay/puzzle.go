@@ -74,9 +74,11 @@ func checkPuzzle(pub []byte, nonce uint64, d int) bool {
 	return newPuzzleInput(pub).zeroBits(nonce) >= d
 }
 
-// puzzleNonce returns nonce if it solves the puzzle of pub at d bits, and
-// otherwise solves it (SolvePuzzle); solved reports which.
-func puzzleNonce(ctx context.Context, pub ed25519.PublicKey, nonce uint64, d int) (n uint64, solved bool, err error) {
+// PuzzleSolution returns nonce if it solves the identity puzzle of pub at d
+// bits, and
+// otherwise solves it (SolvePuzzle); solved reports which. Drivers call it
+// to fill Config.PuzzleNonce before NewCore, under a context of their own.
+func PuzzleSolution(ctx context.Context, pub ed25519.PublicKey, nonce uint64, d int) (n uint64, solved bool, err error) {
 	if checkPuzzle(pub, nonce, d) {
 		return nonce, false, nil
 	}

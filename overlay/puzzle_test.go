@@ -3,11 +3,9 @@ package overlay
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 )
 
 func TestSolvePuzzle(t *testing.T) {
@@ -151,60 +149,5 @@ func BenchmarkCheckPuzzle(b *testing.B) {
 		if !checkPuzzle(pub, n, 16) {
 			b.Fatal("check failed")
 		}
-	}
-}
-
-// TestNodeStartSolvesPuzzle: the UDP driver solves the puzzle at the default
-// difficulty before it starts, and the core's certificate carries the solution.
-func TestNodeStartSolvesPuzzle(t *testing.T) {
-	t.Parallel()
-	cfg := udpTestConfig(70, "127.0.0.1:0")
-	cfg.Core.PuzzleBits = 0
-	n := startNode(t, cfg)
-	var bits int
-	var nonce uint64
-	if err := n.exec(t.Context(), func(time.Time) {
-		bits = n.core.cfg.PuzzleBits
-		nonce = binary.BigEndian.Uint64(n.core.hk.cert[128:])
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if bits != DefaultPuzzleBits || !checkPuzzle(cfg.Identity.PublicKey(), nonce, DefaultPuzzleBits) {
-		t.Fatalf("node core: %d bits, nonce %d does not solve %d bits", bits, nonce, DefaultPuzzleBits)
-	}
-	// A negative PuzzleBits turns the puzzle off.
-	cfg = udpTestConfig(72, "127.0.0.1:0")
-	cfg.Core.PuzzleBits = -1
-	off := startNode(t, cfg)
-	if err := off.exec(t.Context(), func(time.Time) { bits = off.core.hk.puzzleBits }); err != nil || bits > 0 {
-		t.Fatalf("node without puzzle: %v, requires %d bits", err, bits)
-	}
-}
-
-// TestNodeStartCancelledWhileSolving: Start gives up on a puzzle as soon as
-// its context ends (32 bits would take minutes) and the node is closed.
-func TestNodeStartCancelledWhileSolving(t *testing.T) {
-	t.Parallel()
-	cfg := udpTestConfig(71, "127.0.0.1:0")
-	cfg.Core.PuzzleBits = MaxPuzzleBits
-	n, err := NewNode(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	began := time.Now()
-	err = n.Start(ctx)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Start: %v, want the context's deadline", err)
-	}
-	if took := time.Since(began); took > 5*time.Second {
-		t.Errorf("Start took %v to notice its context", took)
-	}
-	if err := n.Start(t.Context()); !errors.Is(err, ErrClosed) {
-		t.Errorf("Start after a cancelled start: %v, want ErrClosed", err)
-	}
-	if st := n.Stats(); st.ID != cfg.Identity.NodeID() || st.MaxSessions != DefaultMaxSessions {
-		t.Errorf("stats of a node that never started: %+v", st)
 	}
 }

@@ -113,7 +113,7 @@ func newHandshakeKeys(cfg *Config) (*handshakeKeys, error) {
 	}
 	xPub := hk.xPriv.PublicKey().Bytes()
 	sig := id.Sign(certMessage(hk.cloudHash, xPub))
-	nonce, _, err := puzzleNonce(context.Background(), id.PublicKey(), cfg.PuzzleNonce, cfg.PuzzleBits)
+	nonce, _, err := PuzzleSolution(context.Background(), id.PublicKey(), cfg.PuzzleNonce, cfg.PuzzleBits)
 	if err != nil {
 		return nil, err
 	}

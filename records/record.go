@@ -13,6 +13,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/peername/peername/identity"
@@ -76,6 +77,19 @@ type Record struct {
 	TXT       []string
 	Payload   []byte // opaque, at most MaxPayload bytes
 	Signature []byte // Ed25519 over SignatureDomain || body
+}
+
+// Clone returns a deep copy of r, so the caller may change either without
+// touching the other.
+func (r *Record) Clone() *Record {
+	out := *r
+	out.PublicKey = slices.Clone(r.PublicKey)
+	out.Endpoints = slices.Clone(r.Endpoints)
+	out.Services = slices.Clone(r.Services)
+	out.TXT = slices.Clone(r.TXT)
+	out.Payload = slices.Clone(r.Payload)
+	out.Signature = slices.Clone(r.Signature)
+	return &out
 }
 
 // Key returns the overlay key the record is stored under.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/peername/peername/identity"
 	"github.com/peername/peername/overlay"
+	"github.com/peername/peername/overlay/bootstrap"
+	"github.com/peername/peername/overlay/node"
 	"github.com/peername/peername/records"
 )
 
@@ -176,20 +178,20 @@ func TestRandomNameFloodRealOverlay(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts eight UDP nodes")
 	}
-	var nodes []*overlay.Node
+	var nodes []*node.Node
 	for i := range 8 {
 		var seed [32]byte
 		seed[0], seed[31] = byte(i+1), 0xf1
-		cfg := overlay.NodeConfig{
+		cfg := node.Config{
 			Identity: identity.FromSeed(seed),
 			Cloud:    "resolver-flood",
 			Listen:   []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
 			Core:     overlay.Config{SearchTimeout: 3 * time.Second},
 		}
 		if i > 0 {
-			cfg.Bootstrap = []overlay.Bootstrapper{overlay.StaticBootstrap{Addrs: []string{nodes[0].Addrs()[0].String()}}}
+			cfg.Bootstrap = []bootstrap.Provider{bootstrap.Static{Addrs: []string{nodes[0].Addrs()[0].String()}}}
 		}
-		n, err := overlay.NewNode(cfg)
+		n, err := node.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -44,7 +44,7 @@ var (
 // Searcher finds the records stored under an overlay key. It returns an
 // empty slice, or an error wrapping ErrNotFound, when nothing is stored
 // there. The records it returns are not trusted: the resolver verifies each
-// one again. An *overlay.Node is adapted to it by its Resolve method.
+// one again. A *node.Node (overlay/node) is adapted to it by its Resolve method.
 type Searcher interface {
 	Search(ctx context.Context, key identity.Key) ([]*records.Record, error)
 }

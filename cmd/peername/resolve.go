@@ -17,6 +17,8 @@ import (
 
 	"github.com/peername/peername/identity"
 	"github.com/peername/peername/overlay"
+	"github.com/peername/peername/overlay/bootstrap"
+	"github.com/peername/peername/overlay/node"
 	"github.com/peername/peername/records"
 )
 
@@ -138,7 +140,7 @@ func runResolve(ctx context.Context, e *env, args []string) error {
 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	node, err := overlay.NewNode(overlay.NodeConfig{
+	node, err := node.New(node.Config{
 		Identity:  id,
 		Listen:    listenAddrs,
 		Bootstrap: boots,
@@ -218,21 +220,21 @@ func parseQuery(s, zone string) (resolveQuery, error) {
 
 // bootstrappers turns the -bootstrap values into providers: the dns: ones
 // each become an SRV provider, the rest one static list.
-func bootstrappers(seeds []string) ([]overlay.Bootstrapper, error) {
+func bootstrappers(seeds []string) ([]bootstrap.Provider, error) {
 	var static []string
-	var out []overlay.Bootstrapper
+	var out []bootstrap.Provider
 	for _, s := range seeds {
 		if d, ok := strings.CutPrefix(s, "dns:"); ok {
 			if d == "" {
-				return nil, fmt.Errorf("-bootstrap %q: empty domain: %w", s, overlay.ErrBadSeed)
+				return nil, fmt.Errorf("-bootstrap %q: empty domain: %w", s, bootstrap.ErrBadSeed)
 			}
-			out = append(out, overlay.DNSSRVBootstrap{Domain: d})
+			out = append(out, bootstrap.DNSSRV{Domain: d})
 			continue
 		}
 		static = append(static, s)
 	}
 	if len(static) > 0 {
-		out = append(out, overlay.StaticBootstrap{Addrs: static})
+		out = append(out, bootstrap.Static{Addrs: static})
 	}
 	return out, nil
 }

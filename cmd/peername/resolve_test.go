@@ -17,6 +17,8 @@ import (
 
 	"github.com/peername/peername/identity"
 	"github.com/peername/peername/overlay"
+	"github.com/peername/peername/overlay/bootstrap"
+	"github.com/peername/peername/overlay/node"
 	"github.com/peername/peername/records"
 )
 
@@ -25,7 +27,7 @@ import (
 // name shared.0.
 type testCloud struct {
 	cloud string
-	nodes []*overlay.Node
+	nodes []*node.Node
 	alice string // DNS name of alice
 	owner *identity.Identity
 }
@@ -40,15 +42,15 @@ func startTestCloud(t *testing.T, cloud string) *testCloud {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := overlay.NodeConfig{
+		cfg := node.Config{
 			Identity: id,
 			Listen:   []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
 			Cloud:    cloud,
 		}
 		if i > 0 {
-			cfg.Bootstrap = []overlay.Bootstrapper{overlay.StaticBootstrap{Addrs: []string{tc.nodes[0].Addrs()[0].String()}}}
+			cfg.Bootstrap = []bootstrap.Provider{bootstrap.Static{Addrs: []string{tc.nodes[0].Addrs()[0].String()}}}
 		}
-		n, err := overlay.NewNode(cfg)
+		n, err := node.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

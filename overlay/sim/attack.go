@@ -2,7 +2,6 @@ package sim
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"net/netip"
 	"time"
@@ -77,50 +76,6 @@ type attackState struct {
 	h       *hostility
 	byKey   map[identity.Key]identity.Name
 	rep     AttackReport
-}
-
-// AttackFlags registers -malicious, -attack and -defence on fs; the
-// returned function applies them to cfg after parsing.
-func AttackFlags(fs *flag.FlagSet) func(cfg *Config) error {
-	frac := fs.Float64("malicious", 0, "fraction of nodes that are hostile and collude (with -attack)")
-	kind := fs.String("attack", "eclipse", "what hostile nodes do: forge, stale, eclipse, drop, flood, churn")
-	def := fs.String("defence", "off", "defences against hostile nodes in honest cores: off or on")
-	quorum := fs.Int("quorum", 0, "with -defence on: quorum reads from this many storers (0 = K/2)")
-	paths := fs.Int("paths", 0, "with -defence on: disjoint lookup paths (0 = 3)")
-	prefixes := fs.Int("attacker-prefixes", 0, "hostile nodes' addresses come from this many IPv6 /48s (0 = each its own)")
-	prefixCap := fs.Int("prefix-cap", -1, "with -defence on: contacts per /48 per bucket and per lookup (-1 = default 2, 0 = off)")
-	return func(cfg *Config) error {
-		k, ok := ParseHostileKind(*kind)
-		if !ok || k == HostileNone {
-			return fmt.Errorf("%w: -attack %q", ErrBadFlag, *kind)
-		}
-		if *def != "off" && *def != "on" {
-			return fmt.Errorf("%w: -defence %q: want off or on", ErrBadFlag, *def)
-		}
-		if !(*frac >= 0 && *frac < 1) {
-			return fmt.Errorf("%w: -malicious %v: want 0 <= F < 1", ErrBadFlag, *frac)
-		}
-		if *quorum < 0 || *paths < 0 || *prefixes < 0 || *prefixes >= 1<<27 || *prefixCap < -1 {
-			return fmt.Errorf("%w: -quorum %d, -paths %d, -attacker-prefixes %d, -prefix-cap %d: out of range",
-				ErrBadFlag, *quorum, *paths, *prefixes, *prefixCap)
-		}
-		if *def == "on" {
-			cfg.Core.Defence = overlay.DefaultDefence(cfg.Core.K)
-			if *quorum > 0 {
-				cfg.Core.Defence.Quorum = *quorum
-			}
-			if *paths > 0 {
-				cfg.Core.Defence.DisjointPaths = *paths
-			}
-			if *prefixCap >= 0 {
-				cfg.Core.Defence.PrefixCap = *prefixCap
-			}
-		}
-		if *frac > 0 {
-			cfg.Attack = &Attack{Kind: k, Fraction: *frac, Defence: *def == "on", Prefixes: *prefixes}
-		}
-		return nil
-	}
 }
 
 // setupAttack picks the hostile nodes and wraps the core constructor. It

@@ -2,12 +2,8 @@ package sim
 
 import (
 	"errors"
-	"flag"
-	"io"
 	"testing"
 	"time"
-
-	"github.com/peername/peername/overlay"
 )
 
 func TestParseRTT(t *testing.T) {
@@ -94,8 +90,8 @@ func TestReplayArgs(t *testing.T) {
 		{nil, "-seed 7"},
 	}
 	for _, tt := range tests {
-		if got := replayArgs(tt.args, 7); got != tt.want {
-			t.Errorf("replayArgs(%q) = %q, want %q", tt.args, got, tt.want)
+		if got := ReplayArgs(tt.args, 7); got != tt.want {
+			t.Errorf("ReplayArgs(%q) = %q, want %q", tt.args, got, tt.want)
 		}
 	}
 }
@@ -137,47 +133,4 @@ func FuzzParsePartition(f *testing.F) {
 			t.Fatalf("ParsePartition(%q) = %+v", s, p)
 		}
 	})
-}
-
-func TestPuzzleFlag(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		args []string
-		bits int
-		ok   bool
-	}{
-		{nil, DefaultPuzzleBits, true},
-		{[]string{"-puzzle", "0"}, 0, true},
-		{[]string{"-puzzle", "16"}, 16, true},
-		{[]string{"-puzzle", "32"}, overlay.MaxPuzzleBits, true},
-		{[]string{"-puzzle", "33"}, 0, false},
-		{[]string{"-puzzle", "-1"}, 0, false},
-	}
-	for _, tt := range tests {
-		fs := flag.NewFlagSet("t", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		apply := puzzleFlag(fs)
-		if err := fs.Parse(tt.args); err != nil {
-			t.Fatalf("%v: parse: %v", tt.args, err)
-		}
-		var cfg Config
-		err := apply(&cfg)
-		if (err == nil) != tt.ok {
-			t.Errorf("%v: err = %v, want ok=%v", tt.args, err, tt.ok)
-			continue
-		}
-		if err != nil {
-			if !errors.Is(err, ErrBadFlag) {
-				t.Errorf("%v: error %v is not ErrBadFlag", tt.args, err)
-			}
-			continue
-		}
-		if cfg.Core.PuzzleBits != tt.bits {
-			t.Errorf("%v: PuzzleBits %d, want %d", tt.args, cfg.Core.PuzzleBits, tt.bits)
-		}
-	}
-	// Through the command: a bad value is a usage error.
-	if code := Main([]string{"-puzzle", "40", "-quiet"}, io.Discard, io.Discard); code != 2 {
-		t.Errorf("-puzzle 40: exit %d, want 2", code)
-	}
 }

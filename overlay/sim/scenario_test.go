@@ -3,7 +3,6 @@ package sim
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -140,61 +139,20 @@ func TestScenarioDeterministic(t *testing.T) {
 	}
 }
 
-func TestMainJSON(t *testing.T) {
+// TestRunReportsViolation: a core that breaks an invariant makes Run fail
+// with the seed, and the report lists the violation (peername sim prints the
+// replay command from ReplayArgs).
+func TestRunReportsViolation(t *testing.T) {
 	t.Parallel()
-	var out, errOut bytes.Buffer
-	code := Main([]string{"-nodes", "20", "-lookups", "40", "-seed", "5", "-lookup-phase", "20s", "-json", "-quiet"}, &out, &errOut)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut.String())
+	cfg := scenario(4242, 30)
+	cfg.Lookups = 100
+	cfg.NewCore = func(i int, cfg overlay.Config) (Core, error) { return newFakeCore(i, cfg, i == 3), nil }
+	rep, err := runWorld(t, cfg)
+	if err == nil || !strings.Contains(err.Error(), "seed 4242") {
+		t.Fatalf("Run with a forging core: err = %v, want an invariant failure naming seed 4242", err)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(out.Bytes(), &m); err != nil {
-		t.Fatalf("output is not one JSON object: %v\n%s", err, out.String())
-	}
-	for _, k := range []string{"nodes", "seed", "lookups", "success_rate", "hops_mean", "hops_p99", "latency_p50_ms",
-		"latency_p99_ms", "msgs_per_node_per_s", "bytes_per_node_per_s", "heap_bytes_per_node", "wall_s", "failures", "timeouts"} {
-		if _, ok := m[k]; !ok {
-			t.Errorf("JSON lacks %q", k)
-		}
-	}
-	if m["nodes"] != 20.0 || m["seed"] != 5.0 || m["lookups"] != 40.0 {
-		t.Errorf("nodes/seed/lookups = %v/%v/%v", m["nodes"], m["seed"], m["lookups"])
-	}
-}
-
-func TestMainReportsSeedOnFailure(t *testing.T) {
-	t.Parallel()
-	var out, errOut bytes.Buffer
-	forge := func(i int, cfg overlay.Config) (Core, error) { return newFakeCore(i, cfg, i == 3), nil }
-	code := run([]string{"-nodes", "30", "-lookups", "100", "-seed", "4242", "-lookup-phase", "20s", "-quiet"}, &out, &errOut, forge)
-	if code != 1 {
-		t.Fatalf("exit %d, want 1", code)
-	}
-	if !strings.Contains(errOut.String(), "seed 4242") || !strings.Contains(errOut.String(), "replay with: peername sim") {
-		t.Errorf("stderr does not give the seed and the replay command:\n%s", errOut.String())
-	}
-	if !strings.Contains(out.String(), "VIOLATION") {
-		t.Errorf("report does not list the violation:\n%s", out.String())
-	}
-}
-
-func TestMainUsage(t *testing.T) {
-	t.Parallel()
-	tests := [][]string{
-		{"-rtt", "5ms:1ms"},
-		{"-nodes", "0"},
-		{"-partition", "bad"},
-		{"-no-such-flag"},
-		{"extra"},
-	}
-	for _, args := range tests {
-		var out, errOut bytes.Buffer
-		if code := Main(args, &out, &errOut); code != 2 {
-			t.Errorf("Main(%q) = %d, want 2 (stderr %q)", args, code, errOut.String())
-		}
-	}
-	var out, errOut bytes.Buffer
-	if code := Main([]string{"-h"}, &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "-nodes") {
-		t.Errorf("-h: exit %d, %q", code, errOut.String())
+	var b bytes.Buffer
+	if rep == nil || rep.WriteText(&b) != nil || !strings.Contains(b.String(), "VIOLATION") {
+		t.Errorf("report does not list the violation:\n%s", b.String())
 	}
 }

@@ -8,33 +8,35 @@ import (
 
 	"github.com/peername/peername/identity"
 	"github.com/peername/peername/overlay"
+	"github.com/peername/peername/overlay/bootstrap"
+	"github.com/peername/peername/overlay/node"
 	"github.com/peername/peername/records"
 	"github.com/peername/peername/resolver"
 )
 
-// netNode adapts an *overlay.Node to overlayNode.
+// netNode adapts an *node.Node to overlayNode.
 type netNode struct {
-	*overlay.Node
+	*node.Node
 }
 
 // newOverlayNode creates the real UDP overlay node for cfg.
 func newOverlayNode(cfg nodeConfig) (overlayNode, error) {
-	var boots []overlay.Bootstrapper
+	var boots []bootstrap.Provider
 	var static []string
 	for _, b := range cfg.Bootstrap {
 		if b.SRVDomain != "" {
-			boots = append(boots, overlay.DNSSRVBootstrap{Domain: b.SRVDomain})
+			boots = append(boots, bootstrap.DNSSRV{Domain: b.SRVDomain})
 			continue
 		}
 		static = append(static, b.String())
 	}
 	if len(static) > 0 {
-		boots = append(boots, overlay.StaticBootstrap{Addrs: static})
+		boots = append(boots, bootstrap.Static{Addrs: static})
 	}
-	var ll *overlay.LinkLocalConfig
+	var ll *bootstrap.LinkLocalConfig
 	if cfg.LinkLocal {
-		ll = &overlay.LinkLocalConfig{Interface: cfg.LinkLocalIface}
-		boots = append(boots, overlay.LinkLocalBootstrap{Interface: cfg.LinkLocalIface, Cloud: cfg.Cloud})
+		ll = &bootstrap.LinkLocalConfig{Interface: cfg.LinkLocalIface}
+		boots = append(boots, bootstrap.LinkLocal{Interface: cfg.LinkLocalIface, Cloud: cfg.Cloud})
 	}
 	puzzle := cfg.PuzzleBits
 	if puzzle == 0 {
@@ -42,7 +44,7 @@ func newOverlayNode(cfg nodeConfig) (overlayNode, error) {
 	}
 	defence := overlay.DefaultDefence(0)
 	defence.PrefixCap = cfg.PrefixCap
-	n, err := overlay.NewNode(overlay.NodeConfig{
+	n, err := node.New(node.Config{
 		Identity:  cfg.Identity,
 		Listen:    cfg.Listen,
 		Bootstrap: boots,
@@ -77,7 +79,7 @@ func (n *netNode) Search(ctx context.Context, key identity.Key) ([]*records.Reco
 // this name" mean the name does not exist.
 func (n *netNode) knowinglyAlone() bool {
 	switch n.Node.NetStats().AloneReason {
-	case overlay.AloneNoSeedsConfigured, overlay.AloneNoSeedsFound:
+	case node.AloneNoSeedsConfigured, node.AloneNoSeedsFound:
 		return true
 	}
 	return false

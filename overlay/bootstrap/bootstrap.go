@@ -1,4 +1,4 @@
-package overlay
+package bootstrap
 
 // Bootstrap providers: where a starting node finds the first peers to join
 // through.
@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// Bootstrapper finds seed addresses of nodes already in the overlay.
+// Provider finds seed addresses of nodes already in the overlay.
 //
 // Seeds may return addresses together with a non-nil error when some of its
 // sources failed and others did not; the caller should use the addresses it
@@ -20,16 +20,16 @@ import (
 // concurrent use. A provider for link-local discovery (multicast on a LAN
 // with no seed) fits this interface: it would send a probe, collect answers
 // until ctx is done or enough arrived, and return them.
-type Bootstrapper interface {
+type Provider interface {
 	Seeds(ctx context.Context) ([]netip.AddrPort, error)
 }
 
 // Errors of the bootstrap providers.
 var (
 	// ErrBadSeed reports a seed entry that is not a valid host:port.
-	ErrBadSeed = errors.New("overlay: bad seed address")
+	ErrBadSeed = errors.New("bootstrap: bad seed address")
 	// ErrNoSeeds reports a provider that found no address at all.
-	ErrNoSeeds = errors.New("overlay: no seed addresses found")
+	ErrNoSeeds = errors.New("bootstrap: no seed addresses found")
 )
 
 // maxSeeds bounds how many addresses one provider returns, so a hostile DNS
@@ -39,11 +39,11 @@ const maxSeeds = 64
 // DefaultPort is the UDP port peername nodes listen on by default.
 const DefaultPort = 3540
 
-// StaticBootstrap is a fixed list of seeds, each "host:port" where host is an
+// Static is a fixed list of seeds, each "host:port" where host is an
 // IP address or a DNS name (resolved on every call, so a seed that moves is
 // followed) and port is a number or a service name. A missing port means
 // DefaultPort. IPv6 literals are written in brackets: "[2001:db8::1]:3540".
-type StaticBootstrap struct {
+type Static struct {
 	Addrs []string
 	// Resolver resolves host names; nil means net.DefaultResolver.
 	Resolver *net.Resolver
@@ -52,7 +52,7 @@ type StaticBootstrap struct {
 // Seeds resolves every entry. Entries that fail are reported in the error
 // (wrapping ErrBadSeed or the resolver's error) while the others are still
 // returned.
-func (s StaticBootstrap) Seeds(ctx context.Context) ([]netip.AddrPort, error) {
+func (s Static) Seeds(ctx context.Context) ([]netip.AddrPort, error) {
 	res := resolverOr(s.Resolver)
 	var out []netip.AddrPort
 	var errs []error
@@ -62,7 +62,7 @@ func (s StaticBootstrap) Seeds(ctx context.Context) ([]netip.AddrPort, error) {
 			errs = append(errs, err)
 			continue
 		}
-		out = appendSeeds(out, aps...)
+		out = AppendSeeds(out, aps...)
 	}
 	if len(out) == 0 && len(s.Addrs) > 0 && len(errs) == 0 {
 		errs = append(errs, ErrNoSeeds)
@@ -101,7 +101,7 @@ func resolveSeed(ctx context.Context, res *net.Resolver, entry string) ([]netip.
 	}
 	addrs, err := res.LookupNetIP(ctx, "ip", host)
 	if err != nil {
-		return nil, fmt.Errorf("overlay: resolve seed %q: %w", entry, err)
+		return nil, fmt.Errorf("bootstrap: resolve seed %q: %w", entry, err)
 	}
 	out := make([]netip.AddrPort, 0, len(addrs))
 	for _, a := range addrs {
@@ -110,10 +110,10 @@ func resolveSeed(ctx context.Context, res *net.Resolver, entry string) ([]netip.
 	return out, nil
 }
 
-// DNSSRVBootstrap finds seeds in the SRV records of _peername._udp.Domain,
+// DNSSRV finds seeds in the SRV records of _peername._udp.Domain,
 // resolving each target to its IPv4 and IPv6 addresses. Targets come in the
 // order RFC 2782 gives them (priority, then weighted random).
-type DNSSRVBootstrap struct {
+type DNSSRV struct {
 	Domain string
 	// Resolver does the lookups; nil means net.DefaultResolver. Tests and
 	// operators with a private bootstrap server set Resolver.Dial.
@@ -128,7 +128,7 @@ const (
 
 // Seeds looks up the SRV records and resolves their targets. A target that
 // does not resolve is reported in the error while the others are returned.
-func (s DNSSRVBootstrap) Seeds(ctx context.Context) ([]netip.AddrPort, error) {
+func (s DNSSRV) Seeds(ctx context.Context) ([]netip.AddrPort, error) {
 	domain := strings.TrimSuffix(strings.TrimSpace(s.Domain), ".")
 	if domain == "" {
 		return nil, fmt.Errorf("%w: empty SRV bootstrap domain", ErrBadSeed)
@@ -136,12 +136,12 @@ func (s DNSSRVBootstrap) Seeds(ctx context.Context) ([]netip.AddrPort, error) {
 	res := resolverOr(s.Resolver)
 	_, srvs, err := res.LookupSRV(ctx, srvService, srvProto, domain)
 	if err != nil && len(srvs) == 0 {
-		return nil, fmt.Errorf("overlay: SRV bootstrap _%s._%s.%s: %w", srvService, srvProto, domain, err)
+		return nil, fmt.Errorf("bootstrap: SRV bootstrap _%s._%s.%s: %w", srvService, srvProto, domain, err)
 	}
 	var errs []error
 	if err != nil {
 		// Go returns the valid records with an error for the others.
-		errs = append(errs, fmt.Errorf("overlay: SRV bootstrap %s: %w", domain, err))
+		errs = append(errs, fmt.Errorf("bootstrap: SRV bootstrap %s: %w", domain, err))
 	}
 	var out []netip.AddrPort
 	for _, srv := range srvs {
@@ -156,11 +156,11 @@ func (s DNSSRVBootstrap) Seeds(ctx context.Context) ([]netip.AddrPort, error) {
 		if a, perr := netip.ParseAddr(target); perr == nil {
 			addrs = []netip.Addr{a}
 		} else if addrs, err = res.LookupNetIP(ctx, "ip", target); err != nil {
-			errs = append(errs, fmt.Errorf("overlay: SRV bootstrap target %s: %w", target, err))
+			errs = append(errs, fmt.Errorf("bootstrap: SRV bootstrap target %s: %w", target, err))
 			continue
 		}
 		for _, a := range addrs {
-			out = appendSeeds(out, netip.AddrPortFrom(a.Unmap(), srv.Port))
+			out = AppendSeeds(out, netip.AddrPortFrom(a.Unmap(), srv.Port))
 		}
 	}
 	if len(out) == 0 && len(errs) == 0 {
@@ -169,9 +169,9 @@ func (s DNSSRVBootstrap) Seeds(ctx context.Context) ([]netip.AddrPort, error) {
 	return out, errors.Join(errs...)
 }
 
-// gatherSeeds asks every provider in turn and merges their answers without
+// Gather asks every provider in turn and merges their answers without
 // duplicates. Errors are joined; addresses found are returned with them.
-func gatherSeeds(ctx context.Context, bs []Bootstrapper) ([]netip.AddrPort, error) {
+func Gather(ctx context.Context, bs []Provider) ([]netip.AddrPort, error) {
 	var out []netip.AddrPort
 	var errs []error
 	for _, b := range bs {
@@ -182,7 +182,7 @@ func gatherSeeds(ctx context.Context, bs []Bootstrapper) ([]netip.AddrPort, erro
 		if err != nil {
 			errs = append(errs, err)
 		}
-		out = appendSeeds(out, aps...)
+		out = AppendSeeds(out, aps...)
 		if ctx.Err() != nil {
 			break
 		}
@@ -190,9 +190,9 @@ func gatherSeeds(ctx context.Context, bs []Bootstrapper) ([]netip.AddrPort, erro
 	return out, errors.Join(errs...)
 }
 
-// appendSeeds appends the valid addresses of aps that dst does not hold yet,
+// AppendSeeds appends the valid addresses of aps that dst does not hold yet,
 // up to maxSeeds.
-func appendSeeds(dst []netip.AddrPort, aps ...netip.AddrPort) []netip.AddrPort {
+func AppendSeeds(dst []netip.AddrPort, aps ...netip.AddrPort) []netip.AddrPort {
 next:
 	for _, ap := range aps {
 		ap = unmapAddrPort(ap)

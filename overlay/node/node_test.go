@@ -1,4 +1,4 @@
-package overlay
+package node
 
 import (
 	"context"
@@ -13,6 +13,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/peername/peername/internal/testutil"
+	"github.com/peername/peername/overlay"
+	"github.com/peername/peername/overlay/bootstrap"
 
 	"github.com/peername/peername/identity"
 	"github.com/peername/peername/records"
@@ -35,12 +39,12 @@ func testLogger() *slog.Logger {
 }
 
 // udpTestConfig is a node on listen with timers short enough for loopback tests.
-func udpTestConfig(i int, listen ...string) NodeConfig {
-	cfg := NodeConfig{
+func udpTestConfig(i int, listen ...string) Config {
+	cfg := Config{
 		Identity: nodeIdentity(i),
 		Cloud:    "udp-test",
 		Logger:   testLogger(),
-		Core: Config{
+		Core: overlay.Config{
 			K:           8,
 			Replication: 5,
 			// Generous for loopback: -race and a busy 2-core machine slow
@@ -52,7 +56,7 @@ func udpTestConfig(i int, listen ...string) NodeConfig {
 			RecordLifetime: 10 * time.Minute,
 			// Tens of nodes start in parallel: a small puzzle keeps their
 			// CPU for the handshakes (TestNodeStartSolvesPuzzle tests the default).
-			PuzzleBits: testPuzzleBits,
+			PuzzleBits: 8,
 		},
 		LeaveTimeout:   time.Second,
 		RejoinInterval: 500 * time.Millisecond,
@@ -64,11 +68,11 @@ func udpTestConfig(i int, listen ...string) NodeConfig {
 }
 
 // startNode starts a node and closes it when the test ends.
-func startNode(t testing.TB, cfg NodeConfig) *Node {
+func startNode(t testing.TB, cfg Config) *Node {
 	t.Helper()
-	n, err := NewNode(cfg)
+	n, err := New(cfg)
 	if err != nil {
-		t.Fatalf("NewNode: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -80,8 +84,8 @@ func startNode(t testing.TB, cfg NodeConfig) *Node {
 }
 
 // seedsOf is a static bootstrap pointing at the nodes' addresses.
-func seedsOf(nodes ...*Node) StaticBootstrap {
-	var s StaticBootstrap
+func seedsOf(nodes ...*Node) bootstrap.Static {
+	var s bootstrap.Static
 	for _, n := range nodes {
 		for _, a := range n.Addrs() {
 			s.Addrs = append(s.Addrs, a.String())
@@ -111,7 +115,7 @@ func nodeGoroutines() []string {
 	buf = buf[:runtime.Stack(buf, true)]
 	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "overlay.(*Node)") {
+		if strings.Contains(g, "node.(*Node)") {
 			out = append(out, g)
 		}
 	}
@@ -136,7 +140,7 @@ func waitNoNodeGoroutines(t *testing.T) []string {
 // TestNodeLifecycle is not parallel: it checks that no goroutine of any Node
 // survives Close.
 func TestNodeLifecycle(t *testing.T) {
-	n, err := NewNode(udpTestConfig(1, "127.0.0.1:0"))
+	n, err := New(udpTestConfig(1, "127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +201,7 @@ func TestNodeLifecycle(t *testing.T) {
 	c.Close()
 
 	// Close before Start, and a node whose Start failed, leave nothing behind.
-	idle, err := NewNode(udpTestConfig(2, "127.0.0.1:0"))
+	idle, err := New(udpTestConfig(2, "127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +216,7 @@ func TestNodeLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	clash, err := NewNode(udpTestConfig(3, "127.0.0.1:0", busy.LocalAddr().String()))
+	clash, err := New(udpTestConfig(3, "127.0.0.1:0", busy.LocalAddr().String()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,11 +225,11 @@ func TestNodeLifecycle(t *testing.T) {
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	quit, err := NewNode(udpTestConfig(4, "127.0.0.1:0"))
+	quit, err := New(udpTestConfig(4, "127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	quit.cfg.Bootstrap = []Bootstrapper{StaticBootstrap{Addrs: []string{"127.0.0.1:9"}}}
+	quit.cfg.Bootstrap = []bootstrap.Provider{bootstrap.Static{Addrs: []string{"127.0.0.1:9"}}}
 	if err := quit.Start(cancelled); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Start with a cancelled context: %v, want context.Canceled", err)
 	}
@@ -245,13 +249,13 @@ func TestNodeAloneReasons(t *testing.T) {
 	dead.Close()
 	tests := []struct {
 		name      string
-		bootstrap []Bootstrapper
+		bootstrap []bootstrap.Provider
 		want      string
 	}{
 		{"no providers", nil, AloneNoSeedsConfigured},
-		{"providers find nothing", []Bootstrapper{StaticBootstrap{Addrs: []string{"127.0.0.1:0"}}}, AloneNoSeedsFound},
+		{"providers find nothing", []bootstrap.Provider{bootstrap.Static{Addrs: []string{"127.0.0.1:0"}}}, AloneNoSeedsFound},
 		{"only itself", nil, AloneNoSeedsFound}, // filled in below
-		{"seed does not answer", []Bootstrapper{StaticBootstrap{Addrs: []string{deadAddr}}}, AloneNoSeedAnswered},
+		{"seed does not answer", []bootstrap.Provider{bootstrap.Static{Addrs: []string{deadAddr}}}, AloneNoSeedAnswered},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -267,7 +271,7 @@ func TestNodeAloneReasons(t *testing.T) {
 				self := c.LocalAddr().String()
 				c.Close()
 				cfg.Listen = []netip.AddrPort{netip.MustParseAddrPort(self)}
-				cfg.Bootstrap = []Bootstrapper{StaticBootstrap{Addrs: []string{self}}}
+				cfg.Bootstrap = []bootstrap.Provider{bootstrap.Static{Addrs: []string{self}}}
 			}
 			n := startNode(t, cfg)
 			ns := n.NetStats()
@@ -289,7 +293,7 @@ func TestNodeJoinsAndRejoins(t *testing.T) {
 	aAddr := port.LocalAddr().String()
 	port.Close()
 	cfgB := udpTestConfig(21, "127.0.0.1:0")
-	cfgB.Bootstrap = []Bootstrapper{StaticBootstrap{Addrs: []string{aAddr}}}
+	cfgB.Bootstrap = []bootstrap.Provider{bootstrap.Static{Addrs: []string{aAddr}}}
 
 	b := startNode(t, cfgB)
 	if got := b.NetStats().AloneReason; got != AloneNoSeedAnswered {
@@ -310,7 +314,7 @@ func TestNodeJoinsAndRejoins(t *testing.T) {
 	}
 	// A third node joins through a at Start.
 	cfgC := udpTestConfig(22, "127.0.0.1:0")
-	cfgC.Bootstrap = []Bootstrapper{seedsOf(a)}
+	cfgC.Bootstrap = []bootstrap.Provider{seedsOf(a)}
 	c := startNode(t, cfgC)
 	if ns := c.NetStats(); ns.AloneReason != "" || ns.Seeds != 1 || c.Stats().RoutingTableSize == 0 {
 		t.Fatalf("c after joining through a: NetStats %+v", ns)
@@ -341,8 +345,8 @@ func TestNodeSendsEachFamilyOnItsSocket(t *testing.T) {
 	}
 	defer peer6.Close()
 	cfg := udpTestConfig(30, "127.0.0.1:0", "[::1]:0")
-	cfg.Bootstrap = []Bootstrapper{StaticBootstrap{Addrs: []string{peer4.LocalAddr().String(), peer6.LocalAddr().String()}}}
-	n, err := NewNode(cfg)
+	cfg.Bootstrap = []bootstrap.Provider{bootstrap.Static{Addrs: []string{peer4.LocalAddr().String(), peer6.LocalAddr().String()}}}
+	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +439,7 @@ func TestNodeCancelledCallCancelsTheCoreOperation(t *testing.T) {
 	cfg.Core.RequestTimeout = 5 * time.Second // the dead peer keeps the search waiting
 	cfg.Core.SkipJoinRefresh = true           // no background lookups: ActiveOps counts ours
 	cfg.Core.TickInterval = time.Hour         // no bucket refresh either
-	cfg.Bootstrap = []Bootstrapper{seedsOf(a)}
+	cfg.Bootstrap = []bootstrap.Provider{seedsOf(a)}
 	b := startNode(t, cfg)
 	a.kill()
 	if n := b.Stats().ActiveOps; n != 0 {
@@ -476,7 +480,7 @@ func TestNodeCloseFailsWaitingCalls(t *testing.T) {
 	a := startNode(t, udpTestConfig(60, "127.0.0.1:0"))
 	cfg := udpTestConfig(61, "127.0.0.1:0")
 	cfg.Core.RequestTimeout = 5 * time.Second
-	cfg.Bootstrap = []Bootstrapper{seedsOf(a)}
+	cfg.Bootstrap = []bootstrap.Provider{seedsOf(a)}
 	b := startNode(t, cfg)
 	a.kill()
 	errc := make(chan error, 1)
@@ -495,7 +499,7 @@ func TestNodeCloseFailsWaitingCalls(t *testing.T) {
 	b.Close()
 	select {
 	case err := <-errc:
-		if !errors.Is(err, ErrLeft) && !errors.Is(err, ErrClosed) {
+		if !errors.Is(err, overlay.ErrLeft) && !errors.Is(err, ErrClosed) {
 			t.Fatalf("Resolve during Close = %v, want ErrLeft or ErrClosed", err)
 		}
 	case <-deadline.Done():
@@ -506,12 +510,12 @@ func TestNodeCloseFailsWaitingCalls(t *testing.T) {
 func TestNodeBootstrapsFromDNSSRV(t *testing.T) {
 	t.Parallel()
 	a := startNode(t, udpTestConfig(70, "127.0.0.1:0"))
-	td := newTestDNS(t,
+	td := testutil.NewDNS(t,
 		fmt.Sprintf("_peername._udp.boot.test. 60 IN SRV 10 10 %d a.boot.test.", a.Addrs()[0].Port()),
 		"a.boot.test. 60 IN A 127.0.0.1",
 	)
 	cfg := udpTestConfig(71, "127.0.0.1:0")
-	cfg.Bootstrap = []Bootstrapper{DNSSRVBootstrap{Domain: "boot.test", Resolver: td.res}}
+	cfg.Bootstrap = []bootstrap.Provider{bootstrap.DNSSRV{Domain: "boot.test", Resolver: td.Resolver}}
 	b := startNode(t, cfg)
 	if ns := b.NetStats(); ns.Seeds != 1 || ns.AloneReason != "" {
 		t.Fatalf("NetStats after an SRV bootstrap = %+v, want 1 seed and joined", ns)
@@ -541,7 +545,7 @@ func TestNodeCloseTellsPeers(t *testing.T) {
 			t.Parallel()
 			a := startNode(t, udpTestConfig(80+2*i, "127.0.0.1:0"))
 			cfg := udpTestConfig(81+2*i, "127.0.0.1:0")
-			cfg.Bootstrap = []Bootstrapper{seedsOf(a)}
+			cfg.Bootstrap = []bootstrap.Provider{seedsOf(a)}
 			b := startNode(t, cfg)
 			if a.Stats().RoutingTableSize != 1 {
 				t.Fatalf("a's table holds %d contacts after b joined, want 1", a.Stats().RoutingTableSize)
@@ -607,8 +611,8 @@ func TestIsOwnAddr(t *testing.T) {
 // publishes a name, the second resolves it.
 func ExampleNode() {
 	ctx := context.Background()
-	start := func(seed byte, boot ...Bootstrapper) *Node {
-		n, err := NewNode(NodeConfig{
+	start := func(seed byte, boot ...bootstrap.Provider) *Node {
+		n, err := New(Config{
 			Identity:  identity.FromSeed([32]byte{seed}),
 			Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
 			Bootstrap: boot,
@@ -626,7 +630,7 @@ func ExampleNode() {
 	alice := start(1)
 	defer alice.Close()
 	fmt.Println("alice:", alice.NetStats().AloneReason)
-	bob := start(2, StaticBootstrap{Addrs: []string{alice.Addrs()[0].String()}})
+	bob := start(2, bootstrap.Static{Addrs: []string{alice.Addrs()[0].String()}})
 	defer bob.Close()
 	fmt.Println("bob ready:", bob.Ready(), "alone:", bob.NetStats().AloneReason != "")
 
@@ -658,8 +662,8 @@ func TestNodeCloseDuringStart(t *testing.T) {
 	t.Parallel()
 	cfg := udpTestConfig(90, "127.0.0.1:0")
 	hb := hangingBootstrap{called: make(chan struct{})}
-	cfg.Bootstrap = []Bootstrapper{hb}
-	n, err := NewNode(cfg)
+	cfg.Bootstrap = []bootstrap.Provider{hb}
+	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

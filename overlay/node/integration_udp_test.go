@@ -1,4 +1,4 @@
-package overlay
+package node
 
 import (
 	"bytes"
@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peername/peername/overlay"
+	"github.com/peername/peername/overlay/bootstrap"
+
 	"github.com/peername/peername/identity"
 	"github.com/peername/peername/records"
 )
@@ -20,13 +23,13 @@ import (
 // startCluster starts count nodes on listen (one address per node, port 0);
 // node 0 is alone, every other node bootstraps from node 0 and from the node
 // started just before it.
-func startCluster(t testing.TB, first, count int, listen string, mod func(*NodeConfig)) []*Node {
+func startCluster(t testing.TB, first, count int, listen string, mod func(*Config)) []*Node {
 	t.Helper()
 	nodes := make([]*Node, 0, count)
 	for i := range count {
 		cfg := udpTestConfig(first+i, listen)
 		if i > 0 {
-			cfg.Bootstrap = []Bootstrapper{seedsOf(nodes[0], nodes[i-1])}
+			cfg.Bootstrap = []bootstrap.Provider{seedsOf(nodes[0], nodes[i-1])}
 		}
 		if mod != nil {
 			mod(&cfg)
@@ -207,7 +210,7 @@ func TestUDPOverlayLargePayload(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			nodes := startCluster(t, tt.first, 6, "127.0.0.1:0", func(c *NodeConfig) { c.MaxDatagram = tt.maxDatagram })
+			nodes := startCluster(t, tt.first, 6, "127.0.0.1:0", func(c *Config) { c.MaxDatagram = tt.maxDatagram })
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
 			payload := make([]byte, records.MaxPayload)
@@ -264,7 +267,7 @@ func TestUDPOverlayIPv6(t *testing.T) {
 	}
 	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer rcancel()
-	if _, _, err := nodes[4].Resolve(rctx, rec.Key()); !errors.Is(err, ErrNotFound) {
+	if _, _, err := nodes[4].Resolve(rctx, rec.Key()); !errors.Is(err, overlay.ErrNotFound) {
 		t.Fatalf("Resolve after Unpublish: %v, want ErrNotFound (withdrawn)", err)
 	}
 }
@@ -273,7 +276,7 @@ func TestUDPOverlayIPv6(t *testing.T) {
 // nodes, from a node that does not store the record itself, for a record
 // without payload and one with a 4 KiB payload (fragmented answers).
 func BenchmarkNodeResolve(b *testing.B) {
-	nodes := startCluster(b, 400, 8, "127.0.0.1:0", func(c *NodeConfig) { c.Core.Replication = 2 })
+	nodes := startCluster(b, 400, 8, "127.0.0.1:0", func(c *Config) { c.Core.Replication = 2 })
 	for _, size := range []int{0, records.MaxPayload} {
 		b.Run(fmt.Sprintf("payload=%d", size), func(b *testing.B) {
 			ctx := b.Context()
@@ -337,10 +340,10 @@ func TestUDPOverlayDualStack(t *testing.T) {
 	var v4s, v6s []*Node
 	for i := range 3 {
 		cfg := conf(510+i, "127.0.0.1:0")
-		cfg.Bootstrap = []Bootstrapper{seedsOf(hub)}
+		cfg.Bootstrap = []bootstrap.Provider{seedsOf(hub)}
 		v4s = append(v4s, startNode(t, cfg))
 		cfg = conf(520+i, "[::1]:0")
-		cfg.Bootstrap = []Bootstrapper{seedsOf(hub)}
+		cfg.Bootstrap = []bootstrap.Provider{seedsOf(hub)}
 		v6s = append(v6s, startNode(t, cfg))
 	}
 	for _, n := range append(append([]*Node{}, v4s...), v6s...) {
@@ -418,7 +421,10 @@ func TestUDPOverlaySearches(t *testing.T) {
 		t.Fatalf("Nearest: %v", err)
 	}
 	want := slices.Clone(keys)
-	slices.SortFunc(want, func(a, b identity.Key) int { return compareKeys(xorKey(a, target), xorKey(b, target)) })
+	slices.SortFunc(want, func(a, b identity.Key) int {
+		ka, kb := xorKey(a, target), xorKey(b, target)
+		return bytes.Compare(ka[:], kb[:])
+	})
 	if !slices.Equal(near, want[:2]) {
 		t.Fatalf("Nearest(%s, 2) = %v, want %v", target, near, want[:2])
 	}
@@ -433,7 +439,9 @@ func xorKey(a, b identity.Key) identity.Key {
 
 func sameKeys(a, b []identity.Key) bool {
 	a, b = slices.Clone(a), slices.Clone(b)
-	slices.SortFunc(a, compareKeys)
-	slices.SortFunc(b, compareKeys)
+	slices.SortFunc(a, cmpKey)
+	slices.SortFunc(b, cmpKey)
 	return slices.Equal(a, b)
 }
+
+func cmpKey(a, b identity.Key) int { return bytes.Compare(a[:], b[:]) }

@@ -1,4 +1,4 @@
-package overlay
+package node
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/peername/peername/overlay/bootstrap"
 )
 
 // inLinkLocalNetNS is set in the environment of the copy of the test binary
@@ -47,7 +49,7 @@ func TestNodeLinkLocalDiscovery(t *testing.T) {
 	}
 
 	// Inside the namespace.
-	ll := &LinkLocalConfig{Interface: "lo", Groups: []netip.AddrPort{DefaultLinkLocalGroup4}}
+	ll := &bootstrap.LinkLocalConfig{Interface: "lo", Groups: []netip.AddrPort{bootstrap.DefaultLinkLocalGroup4}}
 	cfgA := udpTestConfig(600, "127.0.0.1:0")
 	cfgA.LinkLocal = ll
 	a := startNode(t, cfgA)
@@ -59,7 +61,7 @@ func TestNodeLinkLocalDiscovery(t *testing.T) {
 		t.Fatal("a did not join the discovery group")
 	}
 
-	probe := LinkLocalBootstrap{Interface: "lo", Cloud: "udp-test", Wait: 500 * time.Millisecond}
+	probe := bootstrap.LinkLocal{Interface: "lo", Cloud: "udp-test", Wait: 500 * time.Millisecond}
 	seeds, err := probe.Seeds(t.Context())
 	if err != nil {
 		t.Fatalf("Seeds: %v", err)
@@ -68,12 +70,12 @@ func TestNodeLinkLocalDiscovery(t *testing.T) {
 		t.Fatalf("Seeds = %v, want only a at %v (not the node of another cloud)", seeds, a.Addrs())
 	}
 	cfgB := udpTestConfig(602, "127.0.0.1:0")
-	cfgB.Bootstrap = []Bootstrapper{probe}
+	cfgB.Bootstrap = []bootstrap.Provider{probe}
 	b := startNode(t, cfgB)
 	if ns := b.NetStats(); ns.Seeds != 1 || ns.AloneReason != "" || b.Stats().RoutingTableSize == 0 {
 		t.Fatalf("b after link-local bootstrap: %+v", ns)
 	}
-	lonely := LinkLocalBootstrap{Interface: "lo", Cloud: "nobody-here", Wait: 200 * time.Millisecond}
+	lonely := bootstrap.LinkLocal{Interface: "lo", Cloud: "nobody-here", Wait: 200 * time.Millisecond}
 	if seeds, err := lonely.Seeds(t.Context()); err == nil || len(seeds) != 0 {
 		t.Fatalf("a cloud with no node on the link found %v, %v", seeds, err)
 	}

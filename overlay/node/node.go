@@ -1,4 +1,4 @@
-package overlay
+package node
 
 // Node: the UDP network driver that runs a Core on real sockets and clocks.
 
@@ -16,12 +16,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/peername/peername/overlay"
+	"github.com/peername/peername/overlay/bootstrap"
+
 	"github.com/peername/peername/identity"
 	"github.com/peername/peername/records"
 )
 
-// NodeConfig configures a Node. Zero values select defaults.
-type NodeConfig struct {
+// Config configures a Node. Zero values select defaults.
+type Config struct {
 	// Identity is the node's key pair. Required.
 	Identity *identity.Identity
 	// Listen are the UDP addresses to bind, e.g. 0.0.0.0:3540 and [::]:3540;
@@ -32,7 +35,7 @@ type NodeConfig struct {
 	Listen []netip.AddrPort
 	// Bootstrap providers are asked for seeds, in order, when the node starts
 	// and whenever it finds itself alone.
-	Bootstrap []Bootstrapper
+	Bootstrap []bootstrap.Provider
 	// Cloud overrides Core.Cloud when set.
 	Cloud string
 	// Core holds the protocol tunables passed to NewCore. Identity and Cloud
@@ -41,7 +44,7 @@ type NodeConfig struct {
 	// identity puzzle); every node of a cloud should use the same value.
 	// A zero Core.Defence selects DefaultDefence: a node on a real network
 	// runs with quorum reads, disjoint lookup paths and the prefix cap.
-	Core Config
+	Core overlay.Config
 	// Logger receives the driver's logs; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -56,8 +59,8 @@ type NodeConfig struct {
 	// BootstrapTimeout bounds one round of seed lookups (default 10 s).
 	BootstrapTimeout time.Duration
 	// LinkLocal, when set, makes the node answer link-local discovery probes
-	// (see LinkLocalBootstrap), so nodes on its LAN can find it without seeds.
-	LinkLocal *LinkLocalConfig
+	// (see bootstrap.LinkLocal), so nodes on its LAN can find it without seeds.
+	LinkLocal *bootstrap.LinkLocalConfig
 	// StateDir, when set, is the directory of the node's state database
 	// (see the state package): its own names' sequence floors, the records
 	// it stores for others and a routing-table snapshot survive a restart
@@ -109,16 +112,16 @@ var (
 // are requests into that loop, and a real timer drives Core.HandleTimer.
 // All methods are safe for concurrent use.
 type Node struct {
-	cfg           NodeConfig
+	cfg           Config
 	defaultListen bool // Listen was empty: an IPv6 socket is optional
 	log           *slog.Logger
-	core          *Core // owned by the loop goroutine once started
+	core          *overlay.Core // owned by the loop goroutine once started
 	id            identity.Key
 
 	mu    sync.Mutex // guards state transitions and conns
 	state atomic.Int32
 	conns []*net.UDPConn
-	disco []*discoveryResponder
+	disco []*bootstrap.Responder
 	out4  *net.UDPConn
 	out6  *net.UDPConn
 	addrs []netip.AddrPort
@@ -133,7 +136,7 @@ type Node struct {
 	once   sync.Once
 
 	// Loop-owned state.
-	waiting   map[OpID]*nodeCall // operations started and not completed
+	waiting   map[overlay.OpID]*nodeCall // operations started and not completed
 	frag      *fragmenter
 	reasm     *reassembler
 	base      time.Time // wall and monotonic reading the loop's clock counts from
@@ -146,8 +149,8 @@ type Node struct {
 
 	ready   atomic.Bool
 	statsMu sync.Mutex
-	snap    Stats    // core stats when the loop is not running
-	nst     NetStats // driver counters
+	snap    overlay.Stats // core stats when the loop is not running
+	nst     NetStats      // driver counters
 }
 
 const (
@@ -164,15 +167,15 @@ type inDatagram struct {
 // nodeCall is a request into the event loop: either an operation to start
 // (start) whose Completion is delivered on reply, or a function to run (fn).
 type nodeCall struct {
-	start func(now time.Time) OpID
+	start func(now time.Time) overlay.OpID
 	fn    func(now time.Time)
-	reply chan Completion // buffered, 1
-	done  chan struct{}   // closed after fn ran
+	reply chan overlay.Completion // buffered, 1
+	done  chan struct{}           // closed after fn ran
 	join  *joinInfo
 	check func() error // run by the loop before start; an error completes the call
 	own   bool         // signs a record of the node's own (Publish, Unpublish)
 
-	op      OpID // set by the loop
+	op      overlay.OpID // set by the loop
 	started bool
 }
 
@@ -201,10 +204,10 @@ type NetStats struct {
 	Reassembly                ReassemblyStats
 }
 
-// NewNode validates cfg and creates a node; Start brings it up.
-func NewNode(cfg NodeConfig) (*Node, error) {
+// New validates cfg and creates a node; Start brings it up.
+func New(cfg Config) (*Node, error) {
 	if cfg.Identity == nil {
-		return nil, fmt.Errorf("overlay: new node: %w", ErrNoIdentity)
+		return nil, fmt.Errorf("overlay: new node: %w", overlay.ErrNoIdentity)
 	}
 	if cfg.Cloud != "" {
 		cfg.Core.Cloud = cfg.Cloud
@@ -225,13 +228,13 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	// The core is built by Start, once the identity puzzle is solved (which
 	// takes a while and can be cancelled); the config is checked now.
 	if cfg.Core.PuzzleBits == 0 {
-		cfg.Core.PuzzleBits = DefaultPuzzleBits
+		cfg.Core.PuzzleBits = overlay.DefaultPuzzleBits
 	}
-	if cfg.Core.Defence == (Defence{}) {
-		cfg.Core.Defence = DefaultDefence(cfg.Core.K)
+	if cfg.Core.Defence == (overlay.Defence{}) {
+		cfg.Core.Defence = overlay.DefaultDefence(cfg.Core.K)
 	}
 	checked := cfg.Core
-	if err := checked.applyDefaults(); err != nil {
+	if err := checked.ApplyDefaults(); err != nil {
 		return nil, fmt.Errorf("overlay: new node: %w", err)
 	}
 	if cfg.LeaveTimeout <= 0 {
@@ -246,8 +249,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	defaultListen := len(cfg.Listen) == 0
 	if defaultListen {
 		cfg.Listen = []netip.AddrPort{
-			netip.AddrPortFrom(netip.IPv4Unspecified(), DefaultPort),
-			netip.AddrPortFrom(netip.IPv6Unspecified(), DefaultPort),
+			netip.AddrPortFrom(netip.IPv4Unspecified(), bootstrap.DefaultPort),
+			netip.AddrPortFrom(netip.IPv6Unspecified(), bootstrap.DefaultPort),
 		}
 	}
 	log := cfg.Logger
@@ -265,8 +268,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		done:    make(chan struct{}),
 		frag:    newFragmenter(cfg.MaxDatagram, defaultMaxMessage, binary.BigEndian.Uint32(seed[8:])),
 		reasm:   newReassembler(reasmConfig{}),
-		snap:    Stats{ID: id, MaxSessions: checked.MaxSessions, MaxRecords: checked.MaxRecords, MaxRecordBytes: checked.MaxRecordBytes, MaxPending: checked.MaxPending, MaxOps: checked.MaxOps},
-		waiting: make(map[OpID]*nodeCall),
+		snap:    overlay.Stats{ID: id, MaxSessions: checked.MaxSessions, MaxRecords: checked.MaxRecords, MaxRecordBytes: checked.MaxRecordBytes, MaxPending: checked.MaxPending, MaxOps: checked.MaxOps},
+		waiting: make(map[overlay.OpID]*nodeCall),
 
 		defaultListen: defaultListen,
 	}
@@ -343,7 +346,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.shutdown(false)
 		return fmt.Errorf("overlay: start: bootstrap: %w", context.Cause(ctx))
 	}
-	c, err := n.do(ctx, func(now time.Time) OpID { return n.core.Join(now, seeds) }, join)
+	c, err := n.do(ctx, func(now time.Time) overlay.OpID { return n.core.Join(now, seeds) }, join)
 	if err != nil {
 		n.shutdown(false)
 		return fmt.Errorf("overlay: start: join: %w", err)
@@ -351,7 +354,7 @@ func (n *Node) Start(ctx context.Context) error {
 	switch {
 	case c.Err == nil:
 		n.log.Info("joined", "seeds", len(seeds), "addrs", n.Addrs(), "hops", c.Path.Hops)
-	case errors.Is(c.Err, ErrAlone):
+	case errors.Is(c.Err, overlay.ErrAlone):
 		n.log.Info("started alone", "reason", n.NetStats().AloneReason, "addrs", n.Addrs())
 	default:
 		n.shutdown(false)
@@ -367,7 +370,7 @@ func (n *Node) Start(ctx context.Context) error {
 func (n *Node) newCore(ctx context.Context) error {
 	cfg := n.cfg.Core
 	began := time.Now()
-	nonce, solved, err := puzzleNonce(ctx, n.cfg.Identity.PublicKey(), cfg.PuzzleNonce, cfg.PuzzleBits)
+	nonce, solved, err := overlay.PuzzleSolution(ctx, n.cfg.Identity.PublicKey(), cfg.PuzzleNonce, cfg.PuzzleBits)
 	if err != nil {
 		return fmt.Errorf("overlay: start: %w", err)
 	}
@@ -375,7 +378,7 @@ func (n *Node) newCore(ctx context.Context) error {
 		n.log.Debug("identity puzzle solved", "bits", cfg.PuzzleBits, "nonce", nonce, "took", time.Since(began))
 	}
 	cfg.PuzzleNonce = nonce
-	core, err := NewCore(cfg)
+	core, err := overlay.NewCore(cfg)
 	if err != nil {
 		return fmt.Errorf("overlay: start: %w", err)
 	}
@@ -441,7 +444,7 @@ func (n *Node) bind() error {
 		go n.read(c)
 	}
 	for _, r := range n.disco {
-		n.wg.Go(r.serve)
+		n.wg.Go(r.Serve)
 	}
 	return nil
 }
@@ -455,7 +458,7 @@ func (n *Node) listenLinkLocal() {
 	}
 	groups := ll.Groups
 	if len(groups) == 0 {
-		groups = []netip.AddrPort{DefaultLinkLocalGroup4, DefaultLinkLocalGroup6}
+		groups = []netip.AddrPort{bootstrap.DefaultLinkLocalGroup4, bootstrap.DefaultLinkLocalGroup6}
 	}
 	for _, g := range groups {
 		reply := n.out6
@@ -465,7 +468,7 @@ func (n *Node) listenLinkLocal() {
 		if reply == nil {
 			continue // no overlay socket of that family to answer from
 		}
-		r, err := listenDiscovery(g, ll.Interface, n.cfg.Core.Cloud, reply)
+		r, err := bootstrap.ListenResponder(g, ll.Interface, n.cfg.Core.Cloud, reply)
 		if err != nil {
 			n.log.Warn("link-local discovery unavailable", "group", g, "err", err)
 			continue
@@ -485,7 +488,7 @@ func (n *Node) bootstrap(ctx context.Context) ([]netip.AddrPort, *joinInfo, erro
 	defer cancel()
 	stop := context.AfterFunc(n.ctx, cancel) // Close ends a lookup in progress
 	defer stop()
-	found, err := gatherSeeds(ctx, n.cfg.Bootstrap)
+	found, err := bootstrap.Gather(ctx, n.cfg.Bootstrap)
 	n.mu.Lock()
 	own, have4, have6 := n.addrs, n.out4 != nil, n.out6 != nil
 	n.mu.Unlock()
@@ -636,7 +639,7 @@ func (n *Node) loop() {
 			}
 			if c.check != nil {
 				if err := c.check(); err != nil {
-					c.reply <- Completion{Err: err}
+					c.reply <- overlay.Completion{Err: err}
 					continue
 				}
 			}
@@ -729,7 +732,7 @@ func (n *Node) flush() {
 }
 
 // send frames one message and writes it on the socket of the peer's family.
-func (n *Node) send(s Send) {
+func (n *Node) send(s overlay.Send) {
 	to := unmapAddrPort(s.To)
 	conn := n.out6
 	if to.Addr().Is4() {
@@ -767,12 +770,12 @@ func (n *Node) send(s Send) {
 }
 
 // joined records the outcome of a join (on the loop goroutine).
-func (n *Node) joined(c Completion, info *joinInfo) {
+func (n *Node) joined(c overlay.Completion, info *joinInfo) {
 	n.rejoining = false
 	if len(n.cfg.Bootstrap) > 0 {
 		n.rejoinAt = n.lastNow.Add(n.cfg.RejoinInterval)
 	}
-	if c.Err != nil && !errors.Is(c.Err, ErrAlone) {
+	if c.Err != nil && !errors.Is(c.Err, overlay.ErrAlone) {
 		n.log.Warn("join failed", "err", c.Err)
 		return
 	}
@@ -817,7 +820,7 @@ func (n *Node) rejoin() {
 	if err != nil {
 		n.log.Debug("rejoin bootstrap", "seeds", len(seeds), "err", err)
 	}
-	c := &nodeCall{start: func(now time.Time) OpID { return n.core.Join(now, seeds) }, join: info}
+	c := &nodeCall{start: func(now time.Time) overlay.OpID { return n.core.Join(now, seeds) }, join: info}
 	select {
 	case n.calls <- c:
 	case <-n.stop:
@@ -826,25 +829,25 @@ func (n *Node) rejoin() {
 
 // do runs an operation in the loop and waits for its completion; if ctx
 // ends first the operation is cancelled in the core.
-func (n *Node) do(ctx context.Context, start func(now time.Time) OpID, join *joinInfo) (Completion, error) {
+func (n *Node) do(ctx context.Context, start func(now time.Time) overlay.OpID, join *joinInfo) (overlay.Completion, error) {
 	return n.doCall(ctx, &nodeCall{start: start, join: join})
 }
 
 // doCall is do for a call with more than a start function.
-func (n *Node) doCall(ctx context.Context, c *nodeCall) (Completion, error) {
+func (n *Node) doCall(ctx context.Context, c *nodeCall) (overlay.Completion, error) {
 	switch n.state.Load() {
 	case stateNew:
-		return Completion{}, ErrNotStarted
+		return overlay.Completion{}, ErrNotStarted
 	case stateClosed:
-		return Completion{}, ErrClosed
+		return overlay.Completion{}, ErrClosed
 	}
-	c.reply = make(chan Completion, 1)
+	c.reply = make(chan overlay.Completion, 1)
 	select {
 	case n.calls <- c:
 	case <-ctx.Done():
-		return Completion{}, context.Cause(ctx)
+		return overlay.Completion{}, context.Cause(ctx)
 	case <-n.done:
-		return Completion{}, ErrClosed
+		return overlay.Completion{}, ErrClosed
 	}
 	select {
 	case comp := <-c.reply:
@@ -858,9 +861,9 @@ func (n *Node) doCall(ctx context.Context, c *nodeCall) (Completion, error) {
 				n.core.Cancel(c.op)
 			}
 		})
-		return Completion{}, context.Cause(ctx)
+		return overlay.Completion{}, context.Cause(ctx)
 	case <-n.done:
-		return Completion{}, ErrClosed
+		return overlay.Completion{}, ErrClosed
 	}
 }
 
@@ -883,9 +886,9 @@ func (n *Node) exec(ctx context.Context, fn func(now time.Time)) error {
 }
 
 // searchOptions turns ctx's deadline into the core's search deadline.
-func searchOptions(ctx context.Context) SearchOptions {
+func searchOptions(ctx context.Context) overlay.SearchOptions {
 	d, _ := ctx.Deadline()
-	return SearchOptions{Deadline: d}
+	return overlay.SearchOptions{Deadline: d}
 }
 
 // Publish signs tmpl with the node's identity, stores it on the closest nodes
@@ -893,12 +896,12 @@ func searchOptions(ctx context.Context) SearchOptions {
 // record.
 func (n *Node) Publish(ctx context.Context, tmpl *records.Record) (*records.Record, error) {
 	if tmpl == nil {
-		return nil, fmt.Errorf("overlay: publish: %w: nil record", ErrBadRecord)
+		return nil, fmt.Errorf("overlay: publish: %w: nil record", overlay.ErrBadRecord)
 	}
-	tmpl = cloneRecord(tmpl)
+	tmpl = tmpl.Clone()
 	c, err := n.doCall(ctx, &nodeCall{
 		check: func() error { return n.checkOwn(tmpl.Name) },
-		start: func(now time.Time) OpID { return n.core.PublishAbove(now, tmpl, n.floor(tmpl.Name)) },
+		start: func(now time.Time) overlay.OpID { return n.core.PublishAbove(now, tmpl, n.floor(tmpl.Name)) },
 		own:   true,
 	})
 	if err == nil {
@@ -917,7 +920,7 @@ func (n *Node) Publish(ctx context.Context, tmpl *records.Record) (*records.Reco
 // with a signed withdrawal.
 func (n *Node) Unpublish(ctx context.Context, name identity.Name) error {
 	c, err := n.doCall(ctx, &nodeCall{
-		start: func(now time.Time) OpID {
+		start: func(now time.Time) overlay.OpID {
 			n.ownSigned(&name)
 			return n.core.Unpublish(now, name)
 		},
@@ -935,10 +938,10 @@ func (n *Node) Unpublish(ctx context.Context, name identity.Name) error {
 // Store replicates a record signed elsewhere on the nodes closest to its key.
 func (n *Node) Store(ctx context.Context, rec *records.Record) error {
 	if rec == nil {
-		return fmt.Errorf("overlay: store: %w: nil record", ErrBadRecord)
+		return fmt.Errorf("overlay: store: %w: nil record", overlay.ErrBadRecord)
 	}
-	rec = cloneSigned(rec)
-	c, err := n.do(ctx, func(now time.Time) OpID { return n.core.Store(now, rec) }, nil)
+	rec = rec.Clone()
+	c, err := n.do(ctx, func(now time.Time) overlay.OpID { return n.core.Store(now, rec) }, nil)
 	if err == nil {
 		err = c.Err
 	}
@@ -948,24 +951,11 @@ func (n *Node) Store(ctx context.Context, rec *records.Record) error {
 	return nil
 }
 
-// cloneSigned deep-copies a signed record, so the caller may reuse its
-// slices while the loop works on the copy.
-func cloneSigned(r *records.Record) *records.Record {
-	out := *r
-	out.PublicKey = slices.Clone(r.PublicKey)
-	out.Endpoints = slices.Clone(r.Endpoints)
-	out.Services = slices.Clone(r.Services)
-	out.TXT = slices.Clone(r.TXT)
-	out.Payload = slices.Clone(r.Payload)
-	out.Signature = slices.Clone(r.Signature)
-	return &out
-}
-
 // Resolve returns the verified records stored under key, newest first. The
 // search ends at ctx's deadline (or the core's default search timeout).
-func (n *Node) Resolve(ctx context.Context, key identity.Key) ([]*records.Record, Path, error) {
+func (n *Node) Resolve(ctx context.Context, key identity.Key) ([]*records.Record, overlay.Path, error) {
 	o := searchOptions(ctx)
-	c, err := n.do(ctx, func(now time.Time) OpID { return n.core.Resolve(now, key, o) }, nil)
+	c, err := n.do(ctx, func(now time.Time) overlay.OpID { return n.core.Resolve(now, key, o) }, nil)
 	if err == nil {
 		err = c.Err
 	}
@@ -976,9 +966,9 @@ func (n *Node) Resolve(ctx context.Context, key identity.Key) ([]*records.Record
 }
 
 // Nearest returns up to count registered keys closest to key.
-func (n *Node) Nearest(ctx context.Context, key identity.Key, count int) ([]identity.Key, Path, error) {
+func (n *Node) Nearest(ctx context.Context, key identity.Key, count int) ([]identity.Key, overlay.Path, error) {
 	o := searchOptions(ctx)
-	c, err := n.do(ctx, func(now time.Time) OpID { return n.core.Nearest(now, key, count, o) }, nil)
+	c, err := n.do(ctx, func(now time.Time) overlay.OpID { return n.core.Nearest(now, key, count, o) }, nil)
 	if err == nil {
 		err = c.Err
 	}
@@ -989,9 +979,9 @@ func (n *Node) Nearest(ctx context.Context, key identity.Key, count int) ([]iden
 }
 
 // Range returns registered keys between min and max (inclusive).
-func (n *Node) Range(ctx context.Context, min, max identity.Key) ([]identity.Key, Path, error) {
+func (n *Node) Range(ctx context.Context, min, max identity.Key) ([]identity.Key, overlay.Path, error) {
 	o := searchOptions(ctx)
-	c, err := n.do(ctx, func(now time.Time) OpID { return n.core.Range(now, min, max, o) }, nil)
+	c, err := n.do(ctx, func(now time.Time) overlay.OpID { return n.core.Range(now, min, max, o) }, nil)
 	if err == nil {
 		err = c.Err
 	}
@@ -1003,9 +993,9 @@ func (n *Node) Range(ctx context.Context, min, max identity.Key) ([]identity.Key
 
 // Stats returns the core's statistics (a snapshot taken when the node
 // stopped, or before it started, if the loop is not running).
-func (n *Node) Stats() Stats {
+func (n *Node) Stats() overlay.Stats {
 	if n.state.Load() == stateRunning {
-		var st Stats
+		var st overlay.Stats
 		if err := n.exec(context.Background(), func(time.Time) { st = n.core.Stats() }); err == nil {
 			return st
 		}
@@ -1029,7 +1019,7 @@ func (n *Node) NetStats() NetStats {
 }
 
 // Close leaves the overlay gracefully (tells the neighbours, hands stored
-// records over; bounded by NodeConfig.LeaveTimeout), then stops the loop and
+// records over; bounded by Config.LeaveTimeout), then stops the loop and
 // the readers and closes the sockets. It is idempotent.
 func (n *Node) Close() error {
 	n.shutdown(true)
@@ -1071,7 +1061,7 @@ func (n *Node) shutdown(graceful bool) {
 			c.Close()
 		}
 		for _, r := range n.disco {
-			r.conn.Close()
+			r.Close()
 		}
 		n.mu.Unlock()
 		n.wg.Wait()
@@ -1079,4 +1069,8 @@ func (n *Node) shutdown(graceful bool) {
 		n.ready.Store(false)
 		n.log.Debug("stopped", "graceful", graceful)
 	})
+}
+
+func unmapAddrPort(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }

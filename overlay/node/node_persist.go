@@ -1,6 +1,6 @@
-package overlay
+package node
 
-// Node persistence: with NodeConfig.StateDir set, a node keeps its state in
+// Node persistence: with Config.StateDir set, a node keeps its state in
 // a state.DB and comes back from a crash with it. The rules:
 //   - The highest Seq the node signed for each of its names is fsynced
 //     before any datagram leaves the node after the signing (flush), so a
@@ -21,9 +21,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/peername/peername/overlay/bootstrap"
+
 	"github.com/peername/peername/identity"
+	"github.com/peername/peername/overlay/state"
 	"github.com/peername/peername/records"
-	"github.com/peername/peername/state"
 )
 
 // DefaultStateSaveInterval is how often a node with a StateDir saves the
@@ -95,7 +97,7 @@ func (n *Node) openState(ctx context.Context) error {
 	}
 	db, err := state.Open(ctx, n.cfg.StateDir, state.Options{
 		NodeID:     n.id,
-		MaxRecords: n.core.cfg.MaxRecords,
+		MaxRecords: n.core.Config().MaxRecords,
 		Logger:     n.log,
 	})
 	if err != nil {
@@ -125,7 +127,7 @@ func (n *Node) openState(ctx context.Context) error {
 		return fmt.Errorf("overlay: start: %w", err)
 	}
 	for _, c := range contacts {
-		p.seeds = appendSeeds(p.seeds, c.Addr)
+		p.seeds = bootstrap.AppendSeeds(p.seeds, c.Addr)
 	}
 	p.st.NamesRestored = len(owned)
 	p.st.ContactsRestored = len(p.seeds)
@@ -186,7 +188,7 @@ func (n *Node) resumePublishing() {
 	p.resume = nil
 	n.wg.Go(func() {
 		for _, r := range tmpls {
-			tmpl := cloneRecord(r)
+			tmpl := r.Clone()
 			tmpl.Seq = 0 // the floor is applied by Publish
 			rec, err := n.Publish(n.ctx, tmpl)
 			if err != nil {
@@ -267,7 +269,7 @@ func (n *Node) syncOwn() bool {
 		if _, known := p.floors[k]; !known && seq == 0 {
 			continue // never published here
 		}
-		if _, published := n.core.owned[k]; !published {
+		if n.core.Published(name) == nil {
 			batch = append(batch, state.Own{Key: k, Seq: seq})
 		}
 	}

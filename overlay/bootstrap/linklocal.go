@@ -1,8 +1,8 @@
-package overlay
+package bootstrap
 
 // Link-local discovery: a bootstrap provider for a LAN with no seed. A node
 // that enables it (NodeConfig.LinkLocal) listens on a multicast group and
-// answers probes from its own link; LinkLocalBootstrap sends a probe to the
+// answers probes from its own link; LinkLocal sends a probe to the
 // group and collects the answers.
 //
 // Messages (one datagram each, version 1):
@@ -22,6 +22,8 @@ package overlay
 // authenticated handshake.
 
 import (
+	"github.com/peername/peername/overlay"
+
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -56,7 +58,7 @@ const (
 )
 
 // ErrDiscovery reports a malformed link-local discovery datagram.
-var ErrDiscovery = errors.New("overlay: malformed discovery datagram")
+var ErrDiscovery = errors.New("bootstrap: malformed discovery datagram")
 
 type discoveryMsg struct {
 	typ   byte
@@ -66,7 +68,7 @@ type discoveryMsg struct {
 
 func discoveryCloudTag(cloud string) [8]byte {
 	if cloud == "" {
-		cloud = DefaultCloud
+		cloud = overlay.DefaultCloud
 	}
 	h := sha256.Sum256(append([]byte("peername-discovery-v1\x00"), cloud...))
 	return [8]byte(h[:8])
@@ -115,21 +117,21 @@ func allZero(b []byte) bool {
 	return bytes.Count(b, []byte{0}) == len(b)
 }
 
-// LinkLocalBootstrap finds nodes of a cloud on the local link by multicast.
-type LinkLocalBootstrap struct {
+// LinkLocal finds nodes of a cloud on the local link by multicast.
+type LinkLocal struct {
 	// Group is the multicast group and port; zero means DefaultLinkLocalGroup4.
 	Group netip.AddrPort
 	// Interface names the interface to probe on; empty lets the kernel pick
 	// (the interface of the route to the group).
 	Interface string
-	// Cloud must match the cloud of the nodes sought; empty means DefaultCloud.
+	// Cloud must match the cloud of the nodes sought; empty means overlay.DefaultCloud.
 	Cloud string
 	// Wait is how long answers are collected (default 1 s, bounded by ctx).
 	Wait time.Duration
 }
 
 // Seeds sends one probe and returns the nodes that answered within Wait.
-func (l LinkLocalBootstrap) Seeds(ctx context.Context) ([]netip.AddrPort, error) {
+func (l LinkLocal) Seeds(ctx context.Context) ([]netip.AddrPort, error) {
 	group := l.Group
 	if !group.IsValid() {
 		group = DefaultLinkLocalGroup4
@@ -158,7 +160,7 @@ func (l LinkLocalBootstrap) Seeds(ctx context.Context) ([]netip.AddrPort, error)
 	}
 	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(laddr))
 	if err != nil {
-		return nil, fmt.Errorf("overlay: link-local probe socket: %w", err)
+		return nil, fmt.Errorf("bootstrap: link-local probe socket: %w", err)
 	}
 	defer c.Close()
 	if ifi != nil {
@@ -168,14 +170,14 @@ func (l LinkLocalBootstrap) Seeds(ctx context.Context) ([]netip.AddrPort, error)
 	}
 	probe := discoveryMsg{typ: discoveryProbe, cloud: discoveryCloudTag(l.Cloud)}
 	if _, err := rand.Read(probe.nonce[:]); err != nil {
-		return nil, fmt.Errorf("overlay: link-local probe nonce: %w", err)
+		return nil, fmt.Errorf("bootstrap: link-local probe nonce: %w", err)
 	}
 	dst := group
 	if group.Addr().Is6() && ifi != nil {
 		dst = netip.AddrPortFrom(group.Addr().WithZone(ifi.Name), group.Port())
 	}
 	if _, err := c.WriteToUDPAddrPort(probe.encode(), dst); err != nil {
-		return nil, fmt.Errorf("overlay: link-local probe to %s: %w", dst, err)
+		return nil, fmt.Errorf("bootstrap: link-local probe to %s: %w", dst, err)
 	}
 	deadline := time.Now().Add(wait)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -184,7 +186,7 @@ func (l LinkLocalBootstrap) Seeds(ctx context.Context) ([]netip.AddrPort, error)
 	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
 	defer stop()
 	if err := c.SetReadDeadline(deadline); err != nil {
-		return nil, fmt.Errorf("overlay: link-local probe: %w", err)
+		return nil, fmt.Errorf("bootstrap: link-local probe: %w", err)
 	}
 	var out []netip.AddrPort
 	buf := make([]byte, 512)
@@ -192,7 +194,7 @@ func (l LinkLocalBootstrap) Seeds(ctx context.Context) ([]netip.AddrPort, error)
 		nr, from, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if ctx.Err() != nil {
-				return out, fmt.Errorf("overlay: link-local probe: %w", context.Cause(ctx))
+				return out, fmt.Errorf("bootstrap: link-local probe: %w", context.Cause(ctx))
 			}
 			break // the wait is over
 		}
@@ -200,7 +202,7 @@ func (l LinkLocalBootstrap) Seeds(ctx context.Context) ([]netip.AddrPort, error)
 		if err != nil || m.typ != discoveryAnswer || m.cloud != probe.cloud || m.nonce != probe.nonce {
 			continue
 		}
-		out = appendSeeds(out, unmapAddrPort(from))
+		out = AppendSeeds(out, unmapAddrPort(from))
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: nobody answered on %s", ErrNoSeeds, group)
@@ -224,7 +226,7 @@ func interfaceByName(name string) (*net.Interface, error) {
 	}
 	ifi, err := net.InterfaceByName(name)
 	if err != nil {
-		return nil, fmt.Errorf("overlay: link-local interface %q: %w", name, err)
+		return nil, fmt.Errorf("bootstrap: link-local interface %q: %w", name, err)
 	}
 	return ifi, nil
 }
@@ -265,14 +267,16 @@ func setMulticastInterface(c *net.UDPConn, group netip.AddrPort, ifi *net.Interf
 		err = ipv6.NewPacketConn(c).SetMulticastInterface(ifi)
 	}
 	if err != nil {
-		return fmt.Errorf("overlay: multicast interface %s: %w", ifi.Name, err)
+		return fmt.Errorf("bootstrap: multicast interface %s: %w", ifi.Name, err)
 	}
 	return nil
 }
 
-// discoveryResponder answers probes arriving on one multicast socket
+// Responder answers probes arriving on one multicast socket
 // through the node's overlay socket of the same family.
-type discoveryResponder struct {
+// Responder answers link-local discovery probes on one multicast group, from
+// the node's overlay socket (see ListenResponder).
+type Responder struct {
 	conn  *net.UDPConn // joined to the group
 	reply *net.UDPConn // the node's overlay socket
 	ifi   *net.Interface
@@ -285,7 +289,7 @@ type discoveryResponder struct {
 // onLink reports whether an answer may go to src: link-local, loopback, or
 // inside a prefix of the interface the probe arrived on (of any interface
 // when none was configured).
-func (r *discoveryResponder) onLink(src netip.Addr) bool {
+func (r *Responder) onLink(src netip.Addr) bool {
 	src = src.Unmap()
 	if src.IsLinkLocalUnicast() || src.IsLoopback() {
 		return true
@@ -314,7 +318,7 @@ func (r *discoveryResponder) onLink(src netip.Addr) bool {
 }
 
 // allow takes a token from the answer bucket.
-func (r *discoveryResponder) allow(now time.Time) bool {
+func (r *Responder) allow(now time.Time) bool {
 	if !r.last.IsZero() {
 		r.tokens = min(linkLocalAnswerRate, r.tokens+now.Sub(r.last).Seconds()*linkLocalAnswerRate)
 	}
@@ -327,7 +331,7 @@ func (r *discoveryResponder) allow(now time.Time) bool {
 }
 
 // answer decides the reply to one datagram (nil: none).
-func (r *discoveryResponder) answer(now time.Time, from netip.AddrPort, b []byte) []byte {
+func (r *Responder) answer(now time.Time, from netip.AddrPort, b []byte) []byte {
 	m, err := decodeDiscovery(b)
 	if err != nil || m.typ != discoveryProbe || m.cloud != r.cloud || !r.onLink(from.Addr()) || !r.allow(now) {
 		return nil
@@ -335,8 +339,8 @@ func (r *discoveryResponder) answer(now time.Time, from netip.AddrPort, b []byte
 	return discoveryMsg{typ: discoveryAnswer, cloud: r.cloud, nonce: m.nonce}.encode()
 }
 
-// serve answers probes until the socket is closed.
-func (r *discoveryResponder) serve() {
+// Serve answers probes until Close.
+func (r *Responder) Serve() {
 	buf := make([]byte, 512)
 	failures := 0
 	for {
@@ -359,8 +363,13 @@ func (r *discoveryResponder) serve() {
 	}
 }
 
-// listenDiscovery joins group and returns a responder for it.
-func listenDiscovery(group netip.AddrPort, ifname, cloud string, reply *net.UDPConn) (*discoveryResponder, error) {
+// Close stops Serve.
+func (r *Responder) Close() error { return r.conn.Close() }
+
+// ListenResponder joins group (on interface ifname; empty lets the kernel
+// pick) and returns a responder that answers probes for cloud from reply,
+// the node's overlay socket, so seekers learn the overlay address.
+func ListenResponder(group netip.AddrPort, ifname, cloud string, reply *net.UDPConn) (*Responder, error) {
 	ifi, err := interfaceByName(ifname)
 	if err != nil {
 		return nil, err
@@ -371,8 +380,8 @@ func listenDiscovery(group netip.AddrPort, ifname, cloud string, reply *net.UDPC
 	}
 	c, err := net.ListenMulticastUDP(network, ifi, net.UDPAddrFromAddrPort(group))
 	if err != nil {
-		return nil, fmt.Errorf("overlay: link-local discovery on %s: %w", group, err)
+		return nil, fmt.Errorf("bootstrap: link-local discovery on %s: %w", group, err)
 	}
-	r := &discoveryResponder{conn: c, reply: reply, ifi: ifi, cloud: discoveryCloudTag(cloud), tokens: linkLocalAnswerRate}
+	r := &Responder{conn: c, reply: reply, ifi: ifi, cloud: discoveryCloudTag(cloud), tokens: linkLocalAnswerRate}
 	return r, nil
 }

@@ -1,6 +1,8 @@
-package overlay
+package bootstrap
 
 import (
+	"github.com/peername/peername/overlay"
+
 	"bytes"
 	"errors"
 	"net/netip"
@@ -22,7 +24,7 @@ func TestDiscoveryCodec(t *testing.T) {
 	if pb, ab := probe.encode(), answer.encode(); len(ab) >= len(pb) {
 		t.Fatalf("answer is %d bytes, probe %d: an answer must be smaller than its probe", len(ab), len(pb))
 	}
-	if discoveryCloudTag("") != discoveryCloudTag(DefaultCloud) || discoveryCloudTag("a") == discoveryCloudTag("b") {
+	if discoveryCloudTag("") != discoveryCloudTag(overlay.DefaultCloud) || discoveryCloudTag("a") == discoveryCloudTag("b") {
 		t.Fatal("cloud tags do not separate clouds")
 	}
 	good := probe.encode()
@@ -67,7 +69,7 @@ func TestDiscoveryResponderAnswers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := &discoveryResponder{cloud: discoveryCloudTag("lan"), tokens: linkLocalAnswerRate}
+			r := &Responder{cloud: discoveryCloudTag("lan"), tokens: linkLocalAnswerRate}
 			a := r.answer(now, netip.MustParseAddrPort(tt.from), tt.msg.encode())
 			if (a != nil) != tt.want {
 				t.Fatalf("answered: %v, want %v", a != nil, tt.want)
@@ -86,7 +88,7 @@ func TestDiscoveryResponderAnswers(t *testing.T) {
 func TestDiscoveryResponderRateLimit(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	r := &discoveryResponder{cloud: discoveryCloudTag(""), tokens: linkLocalAnswerRate}
+	r := &Responder{cloud: discoveryCloudTag(""), tokens: linkLocalAnswerRate}
 	probe := discoveryMsg{typ: discoveryProbe, cloud: r.cloud}.encode()
 	from := netip.MustParseAddrPort("127.0.0.1:1")
 	count := func(at time.Time, n int) int {
@@ -112,12 +114,12 @@ func TestDiscoveryResponderRateLimit(t *testing.T) {
 func TestLinkLocalBootstrapRefusesBadGroup(t *testing.T) {
 	t.Parallel()
 	for _, g := range []string{"127.0.0.1:3541", "239.255.80.78:0"} {
-		_, err := LinkLocalBootstrap{Group: netip.MustParseAddrPort(g)}.Seeds(t.Context())
+		_, err := LinkLocal{Group: netip.MustParseAddrPort(g)}.Seeds(t.Context())
 		if !errors.Is(err, ErrBadSeed) {
 			t.Errorf("group %s: error %v, want ErrBadSeed", g, err)
 		}
 	}
-	if _, err := (LinkLocalBootstrap{Interface: "no-such-interface0"}).Seeds(t.Context()); err == nil {
+	if _, err := (LinkLocal{Interface: "no-such-interface0"}).Seeds(t.Context()); err == nil {
 		t.Error("an unknown interface was accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package overlay
+package bootstrap
 
 import (
 	"context"
@@ -7,105 +7,10 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"testing"
 
-	"github.com/miekg/dns"
+	"github.com/peername/peername/internal/testutil"
 )
-
-// testDNS is a tiny authoritative DNS server on 127.0.0.1 answering from a
-// fixed set of records, with a net.Resolver that talks only to it.
-type testDNS struct {
-	records map[string][]dns.RR // "name./TYPE" -> answers; a missing key is NXDOMAIN
-	res     *net.Resolver
-}
-
-func newTestDNS(t *testing.T, zone ...string) *testDNS {
-	t.Helper()
-	td := &testDNS{records: map[string][]dns.RR{}}
-	for _, line := range zone {
-		rr, err := dns.NewRR(line)
-		if err != nil {
-			t.Fatalf("bad test record %q: %v", line, err)
-		}
-		k := strings.ToLower(rr.Header().Name) + "/" + dns.TypeToString[rr.Header().Rrtype]
-		td.records[k] = append(td.records[k], rr)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	udpAddr, tcpAddr := pc.LocalAddr().String(), ln.Addr().String()
-	serve(t, &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(td.serve)})
-	serve(t, &dns.Server{Listener: ln, Handler: dns.HandlerFunc(td.serve)})
-	td.res = &net.Resolver{
-		PreferGo: true,
-		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			if strings.HasPrefix(network, "tcp") {
-				return d.DialContext(ctx, "tcp", tcpAddr)
-			}
-			return d.DialContext(ctx, "udp", udpAddr)
-		},
-	}
-	return td
-}
-
-// serve runs srv until the test ends.
-func serve(t *testing.T, srv *dns.Server) {
-	t.Helper()
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	served := make(chan error, 1)
-	go func() { served <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-served:
-		t.Fatalf("test DNS server: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Shutdown(); err != nil {
-			t.Errorf("test DNS shutdown: %v", err)
-		}
-		<-served
-	})
-}
-
-func (td *testDNS) serve(w dns.ResponseWriter, q *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(q)
-	m.Authoritative = true
-	if len(q.Question) == 1 {
-		qq := q.Question[0]
-		name := strings.ToLower(qq.Name)
-		if rrs, ok := td.records[name+"/"+dns.TypeToString[qq.Qtype]]; ok {
-			m.Answer = rrs
-		} else if !td.hasName(name) {
-			m.Rcode = dns.RcodeNameError
-		}
-	}
-	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
-		size := dns.MinMsgSize
-		if o := q.IsEdns0(); o != nil {
-			size = int(o.UDPSize())
-		}
-		m.Truncate(size) // sets TC so the client retries over TCP
-	}
-	_ = w.WriteMsg(m)
-}
-
-func (td *testDNS) hasName(name string) bool {
-	for k := range td.records {
-		if strings.HasPrefix(k, name+"/") {
-			return true
-		}
-	}
-	return false
-}
 
 func TestDNSSRVBootstrap(t *testing.T) {
 	t.Parallel()
@@ -113,7 +18,7 @@ func TestDNSSRVBootstrap(t *testing.T) {
 	for i := range maxSeeds + 10 {
 		many = append(many, fmt.Sprintf("_peername._udp.many.test. 60 IN SRV 10 10 %d seed1.example.test.", 1000+i))
 	}
-	td := newTestDNS(t, append(many,
+	td := testutil.NewDNS(t, append(many,
 		"_peername._udp.example.test. 60 IN SRV 20 10 4000 seed2.example.test.",
 		"_peername._udp.example.test. 60 IN SRV 10 10 3540 seed1.example.test.",
 		"seed1.example.test. 60 IN A 127.0.0.11",
@@ -145,7 +50,7 @@ func TestDNSSRVBootstrap(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := DNSSRVBootstrap{Domain: tt.domain, Resolver: td.res}.Seeds(t.Context())
+			got, err := DNSSRV{Domain: tt.domain, Resolver: td.Resolver}.Seeds(t.Context())
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("Seeds error = %v, want error: %v", err, tt.wantErr)
 			}
@@ -171,8 +76,8 @@ func TestDNSSRVBootstrap(t *testing.T) {
 
 func TestDNSSRVBootstrapNotFoundIsDNSError(t *testing.T) {
 	t.Parallel()
-	td := newTestDNS(t, "seed1.example.test. 60 IN A 127.0.0.11")
-	_, err := DNSSRVBootstrap{Domain: "missing.test", Resolver: td.res}.Seeds(t.Context())
+	td := testutil.NewDNS(t, "seed1.example.test. 60 IN A 127.0.0.11")
+	_, err := DNSSRV{Domain: "missing.test", Resolver: td.Resolver}.Seeds(t.Context())
 	var dnsErr *net.DNSError
 	if !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
 		t.Fatalf("Seeds error = %v, want a not-found *net.DNSError", err)
@@ -181,17 +86,17 @@ func TestDNSSRVBootstrapNotFoundIsDNSError(t *testing.T) {
 
 func TestDNSSRVBootstrapHonoursContext(t *testing.T) {
 	t.Parallel()
-	td := newTestDNS(t, "_peername._udp.example.test. 60 IN SRV 10 10 3540 seed1.example.test.")
+	td := testutil.NewDNS(t, "_peername._udp.example.test. 60 IN SRV 10 10 3540 seed1.example.test.")
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if got, err := (DNSSRVBootstrap{Domain: "example.test", Resolver: td.res}).Seeds(ctx); err == nil || len(got) != 0 {
+	if got, err := (DNSSRV{Domain: "example.test", Resolver: td.Resolver}).Seeds(ctx); err == nil || len(got) != 0 {
 		t.Fatalf("Seeds with a cancelled context = %v, %v; want an error", got, err)
 	}
 }
 
 func TestStaticBootstrap(t *testing.T) {
 	t.Parallel()
-	td := newTestDNS(t,
+	td := testutil.NewDNS(t,
 		"seed1.example.test. 60 IN A 127.0.0.11",
 		"seed1.example.test. 60 IN AAAA ::1",
 	)
@@ -218,7 +123,7 @@ func TestStaticBootstrap(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := StaticBootstrap{Addrs: tt.addrs, Resolver: td.res}.Seeds(t.Context())
+			got, err := Static{Addrs: tt.addrs, Resolver: td.Resolver}.Seeds(t.Context())
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("Seeds error = %v, want error: %v", err, tt.wantErr)
 			}
@@ -234,15 +139,15 @@ func TestStaticBootstrap(t *testing.T) {
 
 func TestGatherSeeds(t *testing.T) {
 	t.Parallel()
-	bad := StaticBootstrap{Addrs: []string{"[::1]"}}
-	a := StaticBootstrap{Addrs: []string{"127.0.0.1:1", "127.0.0.1:2"}}
-	b := StaticBootstrap{Addrs: []string{"127.0.0.1:2", "[::1]:3"}}
-	got, err := gatherSeeds(t.Context(), []Bootstrapper{a, nil, bad, b})
+	bad := Static{Addrs: []string{"[::1]"}}
+	a := Static{Addrs: []string{"127.0.0.1:1", "127.0.0.1:2"}}
+	b := Static{Addrs: []string{"127.0.0.1:2", "[::1]:3"}}
+	got, err := Gather(t.Context(), []Provider{a, nil, bad, b})
 	if !errors.Is(err, ErrBadSeed) {
-		t.Fatalf("gatherSeeds error = %v, want ErrBadSeed from the bad provider", err)
+		t.Fatalf("Gather error = %v, want ErrBadSeed from the bad provider", err)
 	}
 	if gs, want := addrStrings(got), []string{"127.0.0.1:1", "127.0.0.1:2", "[::1]:3"}; !slices.Equal(gs, want) {
-		t.Fatalf("gatherSeeds = %v, want %v", gs, want)
+		t.Fatalf("Gather = %v, want %v", gs, want)
 	}
 }
 

@@ -1,4 +1,4 @@
-package overlay
+package node
 
 // Datagram framing and fragmentation used by the UDP driver.
 //

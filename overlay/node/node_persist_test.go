@@ -1,4 +1,4 @@
-package overlay
+package node
 
 import (
 	"bufio"
@@ -14,15 +14,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peername/peername/overlay/bootstrap"
+
 	"github.com/peername/peername/identity"
+	"github.com/peername/peername/overlay/state"
 	"github.com/peername/peername/records"
-	"github.com/peername/peername/state"
 )
 
 // persistConfig is node i on loopback keeping its state in dir. Its
 // maintenance tick is long, so the records it holds after a restart come
 // from its state, not from a re-replication round of its peers.
-func persistConfig(i int, dir string) NodeConfig {
+func persistConfig(i int, dir string) Config {
 	cfg := udpTestConfig(i, "127.0.0.1:0")
 	cfg.Core.TickInterval = time.Hour
 	cfg.StateDir = dir
@@ -90,7 +92,7 @@ func TestNodeStateRestart(t *testing.T) {
 	seed := startNode(t, seedCfg)
 
 	cfg := persistConfig(1, dir)
-	cfg.Bootstrap = []Bootstrapper{seedsOf(seed)}
+	cfg.Bootstrap = []bootstrap.Provider{seedsOf(seed)}
 	n := startNode(t, cfg)
 	other, err := seed.Publish(ctx, testRecordTemplate(t, 0, "other", nil))
 	if err != nil {
@@ -138,7 +140,7 @@ func TestNodeStateDirErrors(t *testing.T) {
 	n := startNode(t, persistConfig(1, dir))
 
 	// Held by a running node.
-	n2, err := NewNode(persistConfig(1, dir))
+	n2, err := New(persistConfig(1, dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +150,7 @@ func TestNodeStateDirErrors(t *testing.T) {
 	n.Close()
 
 	// Another identity's directory.
-	n3, err := NewNode(persistConfig(2, dir))
+	n3, err := New(persistConfig(2, dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +163,7 @@ func TestNodeStateDirErrors(t *testing.T) {
 	if err := os.WriteFile(bad+"/"+state.FileName, []byte("not a database"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n4, err := NewNode(persistConfig(1, bad))
+	n4, err := New(persistConfig(1, bad))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +182,7 @@ func TestNodeHoldsSendsWhenFloorNotDurable(t *testing.T) {
 	defer cancel()
 	seed := startNode(t, udpTestConfig(0, "127.0.0.1:0"))
 	cfg := persistConfig(1, t.TempDir())
-	cfg.Bootstrap = []Bootstrapper{seedsOf(seed)}
+	cfg.Bootstrap = []bootstrap.Provider{seedsOf(seed)}
 	n := startNode(t, cfg)
 	if err := n.exec(ctx, func(time.Time) { n.ps.db.Close() }); err != nil {
 		t.Fatal(err)
@@ -224,9 +226,9 @@ func TestNodeStateCrashChild(t *testing.T) {
 	ctx := t.Context()
 	cfg := persistConfig(1, dir)
 	if s := os.Getenv(envCrashSeed); s != "" {
-		cfg.Bootstrap = []Bootstrapper{StaticBootstrap{Addrs: []string{s}}}
+		cfg.Bootstrap = []bootstrap.Provider{bootstrap.Static{Addrs: []string{s}}}
 	}
-	n, err := NewNode(cfg)
+	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +430,7 @@ func TestNodePersistsRepublishedSeq(t *testing.T) {
 	seed := startNode(t, udpTestConfig(0, "127.0.0.1:0"))
 	dir := t.TempDir()
 	cfg := persistConfig(1, dir)
-	cfg.Bootstrap = []Bootstrapper{seedsOf(seed)}
+	cfg.Bootstrap = []bootstrap.Provider{seedsOf(seed)}
 	cfg.Core.TickInterval = 100 * time.Millisecond
 	cfg.Core.RecordLifetime = 2 * time.Second // republished every second
 	cfg.StateSaveInterval = time.Hour
