@@ -122,7 +122,7 @@ type Config struct {
 	// hash with its key has D leading zero bits (~2^D hashes to find), and
 	// handshakes with peers whose certificates fall short are refused
 	// (Stats.DroppedPuzzle). Like Seed, it is the driver's choice: the UDP
-	// driver (NodeConfig) uses DefaultPuzzleBits when it is zero; the
+	// driver (overlay/node) uses DefaultPuzzleBits when it is zero; the
 	// simulator, which builds tens of thousands of cores, a small D (its
 	// -puzzle flag). The core takes it as given: 0 or a negative value means
 	// no puzzle; above MaxPuzzleBits is ErrBadConfig.

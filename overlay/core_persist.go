@@ -1,7 +1,7 @@
 package overlay
 
 // What a driver needs from the core to keep a node's state across restarts
-// (see the state package and Node's StateDir): the records to save and
+// (overlay/state and node.Config.StateDir in overlay/node): the records to save and
 // restore, the highest sequence numbers the node signed, publishing above a
 // remembered floor, and the routing table's contacts.
 

@@ -7,7 +7,9 @@
 // it consumes datagrams, timer firings and API calls (each carrying the current
 // time) and produces datagrams to send, a next-timer deadline and completed
 // operations. It owns no goroutines, sockets or clocks and draws randomness only
-// from a PCG seeded by Config.Seed, so the UDP driver (Node) and the simulator
-// (overlay/sim) run the very same code. The wire format is described in
-// docs/protocol.md.
+// from a PCG seeded by Config.Seed, so the UDP driver (overlay/node) and the
+// simulator (overlay/sim) run the very same code; purity_test.go makes the
+// compiler keep it that way. The one hook for behaviour that is not the
+// protocol's, Config.Intercept, exists for the simulator's hostile nodes. The
+// wire format is described in docs/protocol.md.
 package overlay

@@ -28,7 +28,7 @@ import (
 // a nonce to the key costs the same and keeps the keys.)
 
 const (
-	// DefaultPuzzleBits is the puzzle difficulty D of a Node whose
+	// DefaultPuzzleBits is the puzzle difficulty D of a node (overlay/node) whose
 	// Core.PuzzleBits is zero: 2^20 SHA-256 hashes on average, 0.16 s on one
 	// core of the development VM (docs/protocol.md has the measurements).
 	DefaultPuzzleBits = 20

@@ -1,7 +1,7 @@
 package bootstrap
 
 // Link-local discovery: a bootstrap provider for a LAN with no seed. A node
-// that enables it (NodeConfig.LinkLocal) listens on a multicast group and
+// that enables it (node.Config.LinkLocal) listens on a multicast group and
 // answers probes from its own link; LinkLocal sends a probe to the
 // group and collects the answers.
 //

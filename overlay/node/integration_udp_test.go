@@ -334,7 +334,7 @@ func TestUDPOverlayDualStack(t *testing.T) {
 	// hub listens on both families; v4 and v6 nodes reach each other only
 	// through it.
 	// The single-family nodes learn contacts they have no socket for; the
-	// driver's Config.CanReach keeps the core from asking them.
+	// driver's overlay.Config.CanReach keeps the core from asking them.
 	conf := udpTestConfig
 	hub := startNode(t, conf(500, "127.0.0.1:0", "[::1]:0"))
 	var v4s, v6s []*Node

@@ -1,7 +1,5 @@
 package node
 
-// Node: the UDP network driver that runs a Core on real sockets and clocks.
-
 import (
 	"context"
 	"crypto/rand"
@@ -301,7 +299,7 @@ func (n *Node) Addrs() []netip.AddrPort {
 // alone (no seeds configured, or none of them answered); NetStats says which.
 func (n *Node) Ready() bool { return n.ready.Load() }
 
-// Start solves the identity puzzle (Config.PuzzleBits; unless
+// Start solves the identity puzzle (Config.Core.PuzzleBits; unless
 // Core.PuzzleNonce is a solution: ~0.2 s at the default), binds the sockets,
 // starts the event loop, asks the bootstrap providers for seeds and joins
 // through them. It returns once the join
