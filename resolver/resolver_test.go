@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/peername/peername/identity"
+	"github.com/peername/peername/internal/testutil"
 	"github.com/peername/peername/records"
 )
 
@@ -28,45 +29,13 @@ func (c *clock) Add(d time.Duration) {
 	c.ns.Add(int64(d))
 }
 
-func ident(t testing.TB, seed byte) *identity.Identity {
-	t.Helper()
-	var s [32]byte
-	s[0] = seed
-	return identity.FromSeed(s)
-}
+func ident(t testing.TB, seed byte) *identity.Identity { return testutil.Identity(seed) }
 
 // signed returns a record for classifier signed by id, valid from t0 for
 // lifetime.
 func signed(t testing.TB, id *identity.Identity, classifier string, secured bool, seq uint64, lifetime time.Duration, mutate func(*records.Record)) *records.Record {
 	t.Helper()
-	var (
-		n   identity.Name
-		err error
-	)
-	if secured {
-		n, err = identity.NewSecuredName(classifier, id.PublicKey())
-	} else {
-		n, err = identity.NewUnsecuredName(classifier)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &records.Record{
-		Name:      n,
-		Seq:       seq,
-		Issued:    t0,
-		Expires:   t0.Add(lifetime),
-		Endpoints: []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")},
-		Services:  []records.Service{{Service: "ssh", Proto: "tcp", Port: 22}},
-		TXT:       []string{"hello"},
-	}
-	if mutate != nil {
-		mutate(r)
-	}
-	if err := records.Sign(r, id); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return testutil.Signed(t, id, testutil.Name(t, id, classifier, secured), seq, t0, lifetime, mutate)
 }
 
 // fakeOverlay is a Searcher over a fixed map that counts searches.

@@ -1,5 +1,6 @@
 // Package testutil holds the helpers that several packages' tests share:
-// deterministic identities, signed records and a tiny DNS server.
+// deterministic identities (Identity), names and signed records (Name,
+// Signed) and a tiny DNS server (NewDNS).
 package testutil
 
 import (

@@ -18,33 +18,18 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/peername/peername/identity"
+	"github.com/peername/peername/internal/testutil"
 	"github.com/peername/peername/records"
 )
 
-func seededID(b byte) *identity.Identity {
-	var seed [32]byte
-	seed[0] = b
-	return identity.FromSeed(seed)
-}
+func seededID(b byte) *identity.Identity { return testutil.Identity(b) }
 
 // signed returns a record for classifier signed by id, issued at now.
 func signed(t testing.TB, id *identity.Identity, classifier string, seq uint64, now time.Time) *records.Record {
 	t.Helper()
-	n, err := identity.NewSecuredName(classifier, id.PublicKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &records.Record{
-		Name: n, Seq: seq,
-		Issued:    now.UTC().Truncate(time.Second),
-		Expires:   now.UTC().Truncate(time.Second).Add(time.Hour),
-		Endpoints: []netip.Addr{netip.MustParseAddr("192.0.2.7")},
-		TXT:       []string{"v=1"},
-	}
-	if err := records.Sign(r, id); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return testutil.Signed(t, id, testutil.Name(t, id, classifier, true), seq, now, time.Hour, func(r *records.Record) {
+		r.Endpoints, r.Services, r.TXT = []netip.Addr{netip.MustParseAddr("192.0.2.7")}, nil, []string{"v=1"}
+	})
 }
 
 func stored(t testing.TB, r *records.Record) Stored {
