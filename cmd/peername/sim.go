@@ -43,6 +43,7 @@ func simMain(args []string, stdout, stderr io.Writer) int {
 		jsonOut     = fs.Bool("json", false, "print one JSON object")
 		quiet       = fs.Bool("quiet", false, "no progress on stderr")
 		cpuprofile  = fs.String("cpuprofile", "", "write a CPU profile to this file")
+		plotDir     = fs.String("plot", "", "write PNG plots of the run into `DIR` (latency CDF, hops, traffic and success over time); with -malicious the run is repeated with the defences toggled and both are drawn on each plot")
 		lookupPhase = fs.Duration("lookup-phase", 120*time.Second, "virtual time over which lookups, failures and late joins are spread")
 	)
 	fs.IntVar(&cfg.Nodes, "nodes", 2000, "nodes that join at the start")
@@ -136,6 +137,12 @@ func simMain(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	if rep != nil && *plotDir != "" {
+		if err := plotRun(ctx, *plotDir, cfg, rep, stderr); err != nil {
+			fmt.Fprintln(stderr, "peername sim:", err)
+			return 1
+		}
+	}
 	if runErr != nil {
 		fmt.Fprintf(stderr, "peername sim: %v\nreplay with: peername sim %s\n", runErr, sim.ReplayArgs(args, cfg.Seed))
 		return 1
@@ -143,10 +150,56 @@ func simMain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// plotRun draws rep's plots into dir. For an attack run it first runs the
+// same configuration with the defences toggled, so each plot compares the
+// two.
+func plotRun(ctx context.Context, dir string, cfg sim.Config, rep *sim.Report, stderr io.Writer) error {
+	title := fmt.Sprintf("%d nodes, seed %d", cfg.Nodes, cfg.Seed)
+	runs := []labelled{{label: "defences " + onOff(cfg.Core.Defence != overlay.Defence{}), series: rep.Series}}
+	if a := cfg.Attack; a != nil {
+		title = fmt.Sprintf("%s, %.0f%% %s colluders", title, 100*a.Fraction, a.Kind)
+		other, otherA := cfg, *a
+		otherA.Defence = !a.Defence
+		other.Attack = &otherA
+		other.Core.Defence = overlay.Defence{}
+		if otherA.Defence {
+			other.Core.Defence = overlay.DefaultDefence(cfg.Core.K)
+		}
+		fmt.Fprintf(stderr, "peername sim: -plot: running again with the defences %s\n", onOff(otherA.Defence))
+		w, err := sim.NewWorld(other)
+		if err != nil {
+			return err
+		}
+		orep, err := w.Run(ctx)
+		if orep == nil {
+			return fmt.Errorf("the comparison run: %w", err)
+		}
+		runs = []labelled{
+			{label: "defences " + onOff(a.Defence), series: rep.Series},
+			{label: "defences " + onOff(otherA.Defence), series: orep.Series},
+		}
+		if !a.Defence {
+			runs[0], runs[1] = runs[1], runs[0]
+		}
+	}
+	paths, err := writePlots(dir, title, runs)
+	for _, p := range paths {
+		fmt.Fprintln(stderr, "peername sim: wrote", p)
+	}
+	return err
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
 // puzzleFlag registers -puzzle; the returned function range-checks it into
 // cfg.Core.PuzzleBits (0 = no puzzle).
 func puzzleFlag(fs *flag.FlagSet) func(cfg *sim.Config) error {
-	bits := fs.Int("puzzle", sim.DefaultPuzzleBits, fmt.Sprintf("identity puzzle difficulty `BITS` of every node, 0 (none) to %d", overlay.MaxPuzzleBits))
+	bits := fs.Int("puzzle", sim.DefaultPuzzleBits, fmt.Sprintf("identity puzzle difficulty `BITS` of every node, 0 (none) to %d; a real node uses %d, the simulator a cheaper default that changes its CPU time, not its figures", overlay.MaxPuzzleBits, overlay.DefaultPuzzleBits))
 	return func(cfg *sim.Config) error {
 		if *bits < 0 || *bits > overlay.MaxPuzzleBits {
 			return fmt.Errorf("%w: -puzzle %d: want 0 to %d bits", sim.ErrBadFlag, *bits, overlay.MaxPuzzleBits)
@@ -161,7 +214,7 @@ func puzzleFlag(fs *flag.FlagSet) func(cfg *sim.Config) error {
 func attackFlags(fs *flag.FlagSet) func(cfg *sim.Config) error {
 	frac := fs.Float64("malicious", 0, "fraction of nodes that are hostile and collude (with -attack)")
 	kind := fs.String("attack", "eclipse", "what hostile nodes do: forge, stale, eclipse, drop, flood, churn")
-	def := fs.String("defence", "off", "defences against hostile nodes in honest cores: off or on")
+	def := fs.String("defence", "on", "defences against hostile nodes in honest cores, as a real node runs them (quorum reads, disjoint paths, prefix cap): on or off")
 	quorum := fs.Int("quorum", 0, "with -defence on: quorum reads from this many storers (0 = K/2)")
 	paths := fs.Int("paths", 0, "with -defence on: disjoint lookup paths (0 = 3)")
 	prefixes := fs.Int("attacker-prefixes", 0, "hostile nodes' addresses come from this many IPv6 /48s (0 = each its own)")

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -188,6 +190,25 @@ func TestAttackFlags(t *testing.T) {
 			t.Errorf("%v: attack %+v, want none", tt.args, cfg.Attack)
 		case tt.kind != sim.HostileNone && (cfg.Attack == nil || cfg.Attack.Kind != tt.kind || cfg.Attack.Fraction != tt.fraction):
 			t.Errorf("%v: attack %+v, want %v at %v", tt.args, cfg.Attack, tt.kind, tt.fraction)
+		}
+	}
+}
+
+// TestSimPlots: -plot writes each plot as a PNG, for an honest run and for an
+// attack run (which is repeated with the defences toggled).
+func TestSimPlots(t *testing.T) {
+	t.Parallel()
+	for _, extra := range [][]string{nil, {"-malicious", "0.2", "-attack", "stale"}} {
+		dir := t.TempDir()
+		args := append([]string{"sim", "-nodes", "30", "-lookups", "60", "-seed", "3", "-lookup-phase", "20s", "-quiet", "-plot", dir}, extra...)
+		if code, _, stderr := runCLI(t, nil, args...); code != exitOK {
+			t.Fatalf("%v: exit %d\n%s", extra, code, stderr)
+		}
+		for _, name := range []string{"latency-cdf.png", "hops.png", "traffic-msgs.png", "traffic-bytes.png", "success.png"} {
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil || !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) || len(b) < 1000 {
+				t.Errorf("%v: %s: %d bytes, err %v: not a PNG plot", extra, name, len(b), err)
+			}
 		}
 	}
 }

@@ -141,6 +141,7 @@ type Engine struct {
 	slots   []slot
 	rng     *rand.Rand
 	c       Counters
+	secs    []Second // traffic per virtual second
 	trace   uint64
 	hashing bool
 	step    func(now time.Time) // called after every event (invariant checks)
@@ -238,6 +239,25 @@ func (e *Engine) nodeSeconds() float64 {
 		}
 	}
 	return e.c.NodeSeconds + ns/1e9
+}
+
+// Second is the traffic of one virtual second of a run.
+type Second struct {
+	Msgs, Bytes uint64 // datagrams (and their bytes) sent by live hosts
+	Live        int    // live hosts at the second's first datagram or at its end, whichever is more
+}
+
+// Seconds returns the traffic of each virtual second so far, from Epoch.
+func (e *Engine) Seconds() []Second { return e.secs }
+
+func (e *Engine) liveCount() int {
+	n := 0
+	for i := range e.slots {
+		if e.slots[i].alive {
+			n++
+		}
+	}
+	return n
 }
 
 // Trace is a running hash of every event the engine processed: two runs with
@@ -420,6 +440,18 @@ func (e *Engine) cut(a, b int32) bool {
 func (e *Engine) send(from int32, to netip.AddrPort, data []byte) {
 	e.c.Sent++
 	e.c.SentBytes += uint64(len(data))
+	sec := int(e.now / int64(time.Second))
+	if len(e.secs) <= sec {
+		live := e.liveCount()
+		if n := len(e.secs); n > 0 {
+			e.secs[n-1].Live = max(e.secs[n-1].Live, live) // joins during the second count
+		}
+		for len(e.secs) <= sec {
+			e.secs = append(e.secs, Second{Live: live})
+		}
+	}
+	e.secs[sec].Msgs++
+	e.secs[sec].Bytes += uint64(len(data))
 	j := IndexOf(to)
 	if j < 0 || j >= len(e.slots) {
 		e.c.Unroutable++

@@ -5,7 +5,24 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"time"
 )
+
+// Series is what a run measured over virtual time (Report.Series).
+type Series struct {
+	// Lookups holds every workload lookup, in completion order.
+	Lookups []LookupSample
+	// Traffic holds the datagrams sent in each virtual second, from Epoch.
+	Traffic []Second
+}
+
+// LookupSample is one workload lookup.
+type LookupSample struct {
+	At      time.Duration // virtual time of its completion, since Epoch
+	Latency time.Duration // from issue to completion
+	Hops    int
+	OK      bool // returned the owner's current record
+}
 
 // Report is the outcome of a run. Every lookup the workload scheduled is in
 // exactly one of Succeeded, Stale, WrongRecord, Timeouts, NotFound, HopLimit,
@@ -78,6 +95,9 @@ type Report struct {
 	Trace       string `json:"trace"`
 
 	Attack *AttackReport `json:"attack,omitempty"` // with -malicious
+
+	// Series holds the run's samples over virtual time, for plots.
+	Series *Series `json:"-"`
 
 	Violations    int      `json:"violations"`
 	ViolationList []string `json:"violation_list,omitempty"`

@@ -220,6 +220,7 @@ type World struct {
 
 	rep        Report
 	hops       []int
+	samples    []LookupSample // every workload lookup, in completion order
 	lats       []time.Duration
 	violations []string
 	atLookup   Counters
@@ -585,11 +586,13 @@ func (w *World) current(k int32, want uint64, c *overlay.Completion) (found, cur
 func (w *World) lookupDone(i int32, now time.Time, info opInfo, c *overlay.Completion) {
 	w.attackLookupDone(i, now, info, c)
 	found, cur := w.current(info.name, info.want, c)
+	lat := time.Duration(int64(w.e.Elapsed()) - info.start)
+	w.samples = append(w.samples, LookupSample{At: w.e.Elapsed(), Latency: lat, Hops: c.Path.Hops, OK: c.Err == nil && cur})
 	switch {
 	case c.Err == nil && cur:
 		w.rep.Succeeded++
 		w.hops = append(w.hops, c.Path.Hops)
-		w.lats = append(w.lats, time.Duration(int64(w.e.Elapsed())-info.start))
+		w.lats = append(w.lats, lat)
 	case c.Err == nil && found:
 		w.rep.Stale++
 	case c.Err == nil:
@@ -751,6 +754,7 @@ func (w *World) finish() {
 		}
 	}
 	r.Failures = r.Lookups - r.Succeeded
+	r.Series = &Series{Lookups: w.samples, Traffic: w.e.Seconds()}
 	if r.Lookups > 0 {
 		r.SuccessRate = float64(r.Succeeded) / float64(r.Lookups)
 	}
