@@ -195,4 +195,3 @@ func successOverTime(title string, runs []labelled) (*plot.Plot, error) {
 	}
 	return p, nil
 }
-
