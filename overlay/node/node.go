@@ -16,6 +16,7 @@ import (
 
 	"github.com/peername/peername/overlay"
 	"github.com/peername/peername/overlay/bootstrap"
+	"github.com/peername/peername/overlay/state"
 
 	"github.com/peername/peername/identity"
 	"github.com/peername/peername/records"
@@ -299,8 +300,9 @@ func (n *Node) Addrs() []netip.AddrPort {
 // alone (no seeds configured, or none of them answered); NetStats says which.
 func (n *Node) Ready() bool { return n.ready.Load() }
 
-// Start solves the identity puzzle (Config.Core.PuzzleBits; unless
-// Core.PuzzleNonce is a solution: ~0.2 s at the default), binds the sockets,
+// Start prepares the node if Prepare was not called (the identity puzzle:
+// ~0.2 s at the default Config.Core.PuzzleBits unless a solution is known),
+// binds the sockets,
 // starts the event loop, asks the bootstrap providers for seeds and joins
 // through them. It returns once the join
 // completed (possibly alone: see NetStats.AloneReason) or failed; if ctx ends
@@ -312,16 +314,8 @@ func (n *Node) Start(ctx context.Context) error {
 	case stateClosed:
 		return ErrClosed
 	}
-	if n.core == nil {
-		if err := n.newCore(ctx); err != nil {
-			n.shutdown(false)
-			return err
-		}
-	}
-	if n.ps == nil {
-		if err := n.openState(ctx); err != nil {
-			return err
-		}
+	if err := n.Prepare(ctx); err != nil {
+		return err
 	}
 	if err := n.bind(); err != nil {
 		if n.ps != nil {
@@ -362,18 +356,68 @@ func (n *Node) Start(ctx context.Context) error {
 	return nil
 }
 
-// newCore solves the identity puzzle, unless Core.PuzzleNonce already
-// solves it, and builds the core. The search looks at ctx every few thousand
-// hashes, so a Start can be cancelled while it runs.
+// Prepare does what Start must do before it touches the network: it opens
+// the state directory, if any, and solves the identity puzzle, unless
+// Config.Core.PuzzleNonce or the solution saved in the state directory by an
+// earlier start already solves it (the nonce is a function of the key, so a
+// restart need not search again). The puzzle is CPU work whose length varies
+// with the key and the machine's load: a caller that gives Start a deadline
+// for binding and joining calls Prepare first, without one. Prepare looks at
+// ctx every few thousand hashes; on error the node is closed. Calling it
+// again, or after Start, does nothing.
+func (n *Node) Prepare(ctx context.Context) error {
+	switch n.state.Load() {
+	case stateRunning:
+		return nil
+	case stateClosed:
+		return ErrClosed
+	}
+	if n.ps == nil {
+		if err := n.openState(ctx); err != nil {
+			return err
+		}
+	}
+	if n.core == nil {
+		if err := n.newCore(ctx); err != nil {
+			n.shutdown(false)
+			return err
+		}
+	}
+	return nil
+}
+
+// newCore solves the identity puzzle (see Prepare) and builds the core.
 func (n *Node) newCore(ctx context.Context) error {
 	cfg := n.cfg.Core
 	began := time.Now()
+	var saved state.Puzzle
+	if n.ps != nil && cfg.PuzzleBits > 0 {
+		if p, ok, err := n.ps.db.Puzzle(); err == nil && ok && p.Bits == cfg.PuzzleBits {
+			saved = p
+			if cfg.PuzzleNonce == 0 {
+				cfg.PuzzleNonce = p.Nonce
+			}
+			n.ps.mu.Lock()
+			n.ps.st.PuzzleRestored = cfg.PuzzleNonce == p.Nonce
+			n.ps.mu.Unlock()
+		}
+	}
 	nonce, solved, err := overlay.PuzzleSolution(ctx, n.cfg.Identity.PublicKey(), cfg.PuzzleNonce, cfg.PuzzleBits)
 	if err != nil {
 		return fmt.Errorf("overlay: start: %w", err)
 	}
+	if solved && n.ps != nil {
+		n.ps.mu.Lock()
+		n.ps.st.PuzzleRestored = false
+		n.ps.mu.Unlock()
+	}
 	if solved {
 		n.log.Debug("identity puzzle solved", "bits", cfg.PuzzleBits, "nonce", nonce, "took", time.Since(began))
+	}
+	if n.ps != nil && cfg.PuzzleBits > 0 && saved != (state.Puzzle{Bits: cfg.PuzzleBits, Nonce: nonce}) {
+		if err := n.ps.db.PutPuzzle(state.Puzzle{Bits: cfg.PuzzleBits, Nonce: nonce}); err != nil {
+			n.log.Warn("cannot save the identity puzzle's solution; the next start solves it again", "err", err)
+		}
 	}
 	cfg.PuzzleNonce = nonce
 	core, err := overlay.NewCore(cfg)

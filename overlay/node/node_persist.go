@@ -52,6 +52,7 @@ type StateStats struct {
 	Errors           uint64 // failed writes
 	LastError        string
 	HeldSends        uint64 // datagrams not sent because a floor could not be written
+	PuzzleRestored   bool   // the identity puzzle's solution came from the state, not a search
 }
 
 // persister is a node's link to its state database.
@@ -87,7 +88,7 @@ func (s snapshotBootstrap) Seeds(context.Context) ([]netip.AddrPort, error) {
 }
 
 // openState opens the state directory and loads what Start needs before
-// the loop runs. Called by Start before bind.
+// the loop runs. Called by Prepare, before the core exists.
 func (n *Node) openState(ctx context.Context) error {
 	if n.cfg.StateDir == "" {
 		return nil
@@ -95,9 +96,13 @@ func (n *Node) openState(ctx context.Context) error {
 	if n.cfg.StateSaveInterval <= 0 {
 		n.cfg.StateSaveInterval = DefaultStateSaveInterval
 	}
+	limits := n.cfg.Core
+	if err := limits.ApplyDefaults(); err != nil { // checked by New: cannot fail here
+		return fmt.Errorf("overlay: start: %w", err)
+	}
 	db, err := state.Open(ctx, n.cfg.StateDir, state.Options{
 		NodeID:     n.id,
-		MaxRecords: n.core.Config().MaxRecords,
+		MaxRecords: limits.MaxRecords,
 		Logger:     n.log,
 	})
 	if err != nil {

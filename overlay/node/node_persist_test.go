@@ -458,3 +458,36 @@ func TestNodePersistsRepublishedSeq(t *testing.T) {
 		t.Fatalf("saved %+v, want floor and record at least at the republished seq %d", owned, seq)
 	}
 }
+
+// TestNodeStateKeepsPuzzle: the identity puzzle's solution is saved in the
+// state directory and reused at the next start; a start at another
+// difficulty solves it again.
+func TestNodeStateKeepsPuzzle(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	start := func(bits int) StateStats {
+		cfg := persistConfig(5, dir)
+		cfg.Core.PuzzleBits = bits
+		n, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Prepare(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		st := n.StateStats()
+		n.Close()
+		return st
+	}
+	for i, tt := range []struct {
+		bits     int
+		restored bool
+	}{{12, false}, {12, true}, {14, false}, {14, true}} {
+		if st := start(tt.bits); st.PuzzleRestored != tt.restored {
+			t.Errorf("start %d at %d bits: puzzle restored %v, want %v", i, tt.bits, st.PuzzleRestored, tt.restored)
+		}
+	}
+}

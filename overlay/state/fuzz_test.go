@@ -239,3 +239,18 @@ func BenchmarkCheckBolt(b *testing.B) {
 		_ = checkBolt(file)
 	}
 }
+
+func FuzzDecodePuzzle(f *testing.F) {
+	f.Add(EncodePuzzle(Puzzle{Bits: 20, Nonce: 123456}))
+	f.Add([]byte{})
+	f.Add(make([]byte, 9))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		p, err := DecodePuzzle(v)
+		if err != nil {
+			return
+		}
+		if again := EncodePuzzle(p); !bytes.Equal(again, v) {
+			t.Fatalf("re-encoding differs:\n% x\n% x", v, again)
+		}
+	})
+}

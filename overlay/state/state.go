@@ -73,6 +73,7 @@ var (
 	bucketContacts = []byte("contacts")
 	keyFormat      = []byte("format")
 	keyNode        = []byte("node")
+	keyPuzzle      = []byte("puzzle")
 )
 
 // Options tunes Open. Zero values select the defaults.
@@ -284,6 +285,66 @@ func DecodeFormat(v []byte) (uint32, error) {
 		return 0, fmt.Errorf("%w: format version 0", ErrCorrupt)
 	}
 	return f, nil
+}
+
+// Puzzle is a solved identity puzzle: Nonce solves it for the node's key at
+// Bits difficulty.
+type Puzzle struct {
+	Bits  int
+	Nonce uint64
+}
+
+// EncodePuzzle is the meta bucket's value for p: the difficulty in one byte,
+// then the nonce, big-endian.
+func EncodePuzzle(p Puzzle) []byte {
+	return binary.BigEndian.AppendUint64([]byte{byte(p.Bits)}, p.Nonce)
+}
+
+// DecodePuzzle parses EncodePuzzle's output.
+func DecodePuzzle(v []byte) (Puzzle, error) {
+	if len(v) != 9 {
+		return Puzzle{}, fmt.Errorf("%w: puzzle of %d bytes", ErrCorrupt, len(v))
+	}
+	if v[0] == 0 || v[0] > 64 {
+		return Puzzle{}, fmt.Errorf("%w: puzzle of %d bits", ErrCorrupt, v[0])
+	}
+	return Puzzle{Bits: int(v[0]), Nonce: binary.BigEndian.Uint64(v[1:])}, nil
+}
+
+// Puzzle returns the identity puzzle solution last saved with PutPuzzle, so
+// a restart need not solve it again. ok is false if there is none; the
+// caller checks the nonce before it trusts it (a solution for another
+// difficulty or a damaged value is solved anew).
+func (d *DB) Puzzle() (p Puzzle, ok bool, err error) {
+	err = d.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(keyPuzzle)
+		if v == nil {
+			return nil
+		}
+		var derr error
+		if p, derr = DecodePuzzle(v); derr != nil {
+			return nil // treated as absent: it is only a cache of work
+		}
+		ok = true
+		return nil
+	})
+	if err != nil {
+		return Puzzle{}, false, fmt.Errorf("state: read puzzle: %w", err)
+	}
+	return p, ok, nil
+}
+
+// PutPuzzle saves the node's identity puzzle solution.
+func (d *DB) PutPuzzle(p Puzzle) error {
+	if p.Bits <= 0 || p.Bits > 64 {
+		return fmt.Errorf("state: put puzzle: %d bits, want 1 to 64", p.Bits)
+	}
+	if err := d.update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyPuzzle, EncodePuzzle(p))
+	}); err != nil {
+		return fmt.Errorf("state: put puzzle: %w", err)
+	}
+	return nil
 }
 
 // Path returns the database file's path.
