@@ -19,7 +19,10 @@ type Overlay interface {
 	// key.
 	Store(ctx context.Context, rec *records.Record) error
 	// Resolve returns the records stored under key. No records and a nil
-	// error mean the nodes responsible answered that they hold none; an
+	// error mean the nodes responsible answered that they hold none. An
+	// overlay that hides withdrawals from its callers returns an error
+	// wrapping ErrWithdrawn when the newest (verified) record under key is
+	// one; it may instead return the withdrawal record itself. Any other
 	// error means the lookup was inconclusive.
 	Resolve(ctx context.Context, key identity.Key) ([]*records.Record, error)
 }
@@ -150,17 +153,7 @@ func (p *Pending) Wait(ctx context.Context) (*Acceptance, error) {
 func (p *Pending) check(ctx context.Context, now time.Time) *Acceptance {
 	lctx, cancel := context.WithTimeout(ctx, max(p.opts.Poll, 5*time.Second))
 	defer cancel()
-	recs, err := p.ov.Resolve(lctx, p.Keys.Acceptance.Key())
-	if err != nil {
-		return nil
-	}
-	for _, r := range recs {
-		acc, err := p.Keys.OpenAcceptance(r, now)
-		if err == nil && acc.Nonce == p.Invitation.Nonce {
-			return acc
-		}
-	}
-	return nil
+	return findAcceptance(lctx, p.ov, p.Keys, now, &p.Invitation.Nonce)
 }
 
 // Withdraw replaces the invitation on the overlay by a signed withdrawal.
@@ -183,10 +176,17 @@ func (p *Pending) Withdraw(ctx context.Context) error {
 // lookup was inconclusive.
 func Find(ctx context.Context, ov Overlay, keys *Keys, now time.Time) (*Invitation, error) {
 	recs, err := ov.Resolve(ctx, keys.Invitation.Key())
+	if errors.Is(err, ErrWithdrawn) {
+		return nil, fmt.Errorf("invite: %w: the inviter withdrew it", ErrUsed)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("invite: look the invitation up: %w", err)
 	}
 	if len(recs) == 0 {
+		// A withdrawal may be gone where the acceptance is still stored.
+		if a := findAcceptance(ctx, ov, keys, now, nil); a != nil {
+			return nil, fmt.Errorf("invite: %w: %s accepted it", ErrUsed, a.Name)
+		}
 		return nil, fmt.Errorf("invite: %w", ErrUnknown)
 	}
 	// The newest record signed by the code's key decides: a withdrawal
@@ -221,6 +221,25 @@ func Find(ctx context.Context, ov Overlay, keys *Keys, now time.Time) (*Invitati
 	return inv, nil
 }
 
+// findAcceptance looks up the acceptance of keys and returns a valid one
+// (for nonce, unless nil), or nil if there is none or the lookup failed.
+func findAcceptance(ctx context.Context, ov Overlay, keys *Keys, now time.Time, nonce *[NonceSize]byte) *Acceptance {
+	recs, err := ov.Resolve(ctx, keys.Acceptance.Key())
+	if err != nil {
+		return nil
+	}
+	return openAcceptances(keys, recs, now, nonce)
+}
+
+func openAcceptances(keys *Keys, recs []*records.Record, now time.Time, nonce *[NonceSize]byte) *Acceptance {
+	for _, r := range recs {
+		if a, err := keys.OpenAcceptance(r, now); err == nil && (nonce == nil || a.Nonce == *nonce) {
+			return a
+		}
+	}
+	return nil
+}
+
 // firstOf prefers an ErrExpired among errs (an expired genuine invitation
 // says more than a forgery beside it).
 func firstOf(errs []error) error {
@@ -244,13 +263,11 @@ func Accept(ctx context.Context, ov Overlay, code Code, helper *identity.Identit
 		return nil, err
 	}
 	recs, err := ov.Resolve(ctx, keys.Acceptance.Key())
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrWithdrawn) {
 		return nil, fmt.Errorf("invite: look for an earlier acceptance: %w", err)
 	}
-	for _, r := range recs {
-		if a, err := keys.OpenAcceptance(r, now); err == nil && a.Nonce == inv.Nonce {
-			return nil, fmt.Errorf("invite: %w: %s accepted it already", ErrUsed, a.Name)
-		}
+	if a := openAcceptances(keys, recs, now, &inv.Nonce); a != nil {
+		return nil, fmt.Errorf("invite: %w: %s accepted it already", ErrUsed, a.Name)
 	}
 	acc := &Acceptance{Card: card, Nonce: inv.Nonce}
 	acc.Issued, acc.Expires = now, inv.Expires

@@ -22,6 +22,9 @@ type memOverlay struct {
 	now   func() time.Time
 	recs  map[identity.Key][]*records.Record
 	bytes [][]byte // every encoding it was given: what a storer holds
+	// hideWithdrawn makes Resolve report a withdrawal as ErrWithdrawn instead
+	// of returning it, as the overlay's node does.
+	hideWithdrawn bool
 }
 
 func newMem() *memOverlay {
@@ -55,7 +58,22 @@ func (m *memOverlay) Store(_ context.Context, r *records.Record) error {
 func (m *memOverlay) Resolve(_ context.Context, k identity.Key) ([]*records.Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]*records.Record(nil), m.recs[k]...), nil
+	if !m.hideWithdrawn {
+		return append([]*records.Record(nil), m.recs[k]...), nil
+	}
+	var live []*records.Record
+	withdrawn := false
+	for _, r := range m.recs[k] {
+		if r.Withdrawn {
+			withdrawn = true
+		} else {
+			live = append(live, r)
+		}
+	}
+	if len(live) == 0 && withdrawn {
+		return nil, ErrWithdrawn
+	}
+	return live, nil
 }
 
 // put stores r without verifying it, as a hostile storer might return it.
@@ -86,7 +104,14 @@ func aliceCard() Card {
 
 func TestOfferAccept(t *testing.T) {
 	t.Parallel()
-	ov := newMem()
+	for _, hide := range []bool{false, true} {
+		ov := newMem()
+		ov.hideWithdrawn = hide
+		testOfferAccept(t, ov)
+	}
+}
+
+func testOfferAccept(t *testing.T, ov *memOverlay) {
 	alice, bob := newID(t), newID(t)
 	ctx := t.Context()
 	p, err := Offer(ctx, ov, alice, aliceCard(), Options{Lifetime: time.Minute, Poll: 20 * time.Millisecond})
@@ -126,6 +151,13 @@ func TestOfferAccept(t *testing.T) {
 	// The inviter withdrew the invitation: a second accept is refused.
 	if _, err := Accept(ctx, ov, code, newID(t), Card{Name: identity.Name{Classifier: "carol"}}, Options{}); !errors.Is(err, ErrUsed) {
 		t.Fatalf("second accept: error %v, want ErrUsed", err)
+	}
+	// Also where the withdrawal is gone but the acceptance is still stored.
+	ov.mu.Lock()
+	delete(ov.recs, p.Keys.Invitation.Key())
+	ov.mu.Unlock()
+	if _, err := Accept(ctx, ov, code, newID(t), Card{Name: identity.Name{Classifier: "carol"}}, Options{}); !errors.Is(err, ErrUsed) {
+		t.Fatalf("accept after the withdrawal was dropped: error %v, want ErrUsed", err)
 	}
 }
 

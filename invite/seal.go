@@ -48,6 +48,9 @@ var (
 	// invitation for it (wrong signer, does not decrypt, bad inner
 	// signature).
 	ErrForged = errors.New("no valid invitation under this code")
+	// ErrWithdrawn is what an Overlay's Resolve wraps when the newest record
+	// under a key is a withdrawal it does not return.
+	ErrWithdrawn = errors.New("withdrawn by its owner")
 	// ErrMalformed: a plaintext that does not decode.
 	ErrMalformed = errors.New("malformed invitation plaintext")
 	// ErrTooLarge: what is offered does not fit one record's payload.

@@ -9,6 +9,9 @@
 //	peername name -key FILE [-zone ZONE] CLASSIFIER
 //	peername name -unsecured [-zone ZONE] CLASSIFIER
 //	peername resolve [-bootstrap ADDR]... [-cloud NAME] [-timeout D] NAME
+//	peername invite [-bootstrap ADDR]... [-service SVC/PROTO/PORT]... [-addr IP]... [-for D] [-json]
+//	peername accept [-bootstrap ADDR]... [-save PETNAME] [-json] CODE
+//	peername contacts [-state DIR] list | add PETNAME NAME | remove PETNAME
 //	peername sim [flags]
 //	peername version
 //
