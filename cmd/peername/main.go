@@ -1,7 +1,9 @@
 // Command peername is the operator's tool for a peername cloud: it creates
 // identity key files, prints the DNS names an identity may publish, resolves a
 // peer name over the DRT overlay directly (without DNS, printing the verified
-// record and the path the search took), and runs the overlay simulator.
+// record and the path the search took), invites a helper with a one-time code
+// and accepts such an invitation, keeps contacts, and runs the overlay
+// simulator.
 //
 // Usage:
 //
@@ -9,6 +11,9 @@
 //	peername name -key FILE [-zone ZONE] CLASSIFIER
 //	peername name -unsecured [-zone ZONE] CLASSIFIER
 //	peername resolve [-bootstrap ADDR]... [-cloud NAME] [-timeout D] NAME
+//	peername invite [-bootstrap ADDR]... [-service SVC/PROTO/PORT]... [-addr IP]... [-for D] [-json]
+//	peername accept [-bootstrap ADDR]... [-save PETNAME] [-json] CODE
+//	peername contacts [-state DIR] list | add PETNAME NAME | remove PETNAME
 //	peername sim [flags]
 //	peername version
 //

@@ -141,16 +141,18 @@ func TestAttackFlags(t *testing.T) {
 		prefixes int
 		fraction float64
 	}{
-		{args: nil},
+		{args: nil, quorum: overlay.DefaultK / 2, paths: 3, capN: 2}, // the default is what a real node runs
+		{args: []string{"-defence", "off"}},
 		{args: []string{"-defence", "on"}, quorum: overlay.DefaultK / 2, paths: 3, capN: 2},
 		{args: []string{"-defence", "on", "-prefix-cap", "0"}, quorum: overlay.DefaultK / 2, paths: 3},
 		{args: []string{"-defence", "off", "-prefix-cap", "3"}},
 		{args: []string{"-malicious", "0.2", "-attacker-prefixes", "8", "-defence", "on", "-prefix-cap", "4"},
 			kind: sim.HostileEclipse, fraction: 0.2, quorum: overlay.DefaultK / 2, paths: 3, capN: 4, prefixes: 8},
-		{args: []string{"-malicious", "0.2"}, kind: sim.HostileEclipse, fraction: 0.2},
+		{args: []string{"-malicious", "0.2"}, kind: sim.HostileEclipse, fraction: 0.2, quorum: overlay.DefaultK / 2, paths: 3, capN: 2},
+		{args: []string{"-malicious", "0.2", "-defence", "off"}, kind: sim.HostileEclipse, fraction: 0.2},
 		{args: []string{"-malicious", "0.1", "-attack", "stale", "-defence", "on", "-quorum", "4", "-paths", "5"},
 			kind: sim.HostileStale, fraction: 0.1, quorum: 4, paths: 5, capN: 2},
-		{args: []string{"-malicious", "0.3", "-attack", "churn"}, kind: sim.HostileChurn, fraction: 0.3},
+		{args: []string{"-malicious", "0.3", "-attack", "churn"}, kind: sim.HostileChurn, fraction: 0.3, quorum: overlay.DefaultK / 2, paths: 3, capN: 2},
 		{args: []string{"-attack", "nice"}, err: true},
 		{args: []string{"-attack", "none"}, err: true},
 		{args: []string{"-defence", "maybe"}, err: true},
