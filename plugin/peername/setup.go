@@ -18,7 +18,9 @@ import (
 
 	"github.com/peername/peername/identity"
 	"github.com/peername/peername/overlay"
+	"github.com/peername/peername/overlay/bootstrap"
 	"github.com/peername/peername/records"
+	"github.com/peername/peername/resolver"
 )
 
 var log = clog.NewWithPlugin(pluginName)
@@ -29,17 +31,13 @@ func init() { plugin.Register(pluginName, setup) }
 // cap can no longer bind.
 const maxPrefixCap = 16
 
-// Defaults of the Corefile options.
+// Defaults of the Corefile options come from the packages that own them
+// (overlay, bootstrap, resolver); these are the plugin's own bounds.
 const (
-	defaultPort     = 3540
-	defaultCloud    = "global"
-	defaultTTL      = 30 * time.Second
-	defaultNegTTL   = 5 * time.Second
-	defaultTimeout  = 2 * time.Second
-	defaultLifetime = time.Hour
-	maxTTL          = 24 * time.Hour
-	maxTimeout      = time.Minute
-	maxEndpoints    = 10
+	defaultPort  = bootstrap.DefaultPort
+	maxTTL       = 24 * time.Hour
+	maxTimeout   = time.Minute
+	maxEndpoints = records.MaxEndpoints
 )
 
 // config is a parsed `peername` block.
@@ -114,24 +112,21 @@ func setup(c *caddy.Controller) error {
 // parse parses the `peername` block. It has no side effects: the identity
 // file is only named here and loaded by setup.
 func parse(c *caddy.Controller) (*config, error) {
-	cfg := &config{
-		identityFile: "peername.key",
-		cloud:        defaultCloud,
-		ttl:          defaultTTL,
-		negTTL:       defaultNegTTL,
-		timeout:      defaultTimeout,
-		lifetime:     defaultLifetime,
-		puzzleBits:   overlay.DefaultPuzzleBits,
-		prefixCap:    overlay.DefaultDefence(0).PrefixCap,
+	p := &parser{
+		c: c,
+		cfg: &config{
+			identityFile: "peername.key",
+			cloud:        overlay.DefaultCloud,
+			ttl:          resolver.DefaultTTL,
+			negTTL:       resolver.DefaultNegativeTTL,
+			timeout:      resolver.DefaultTimeout,
+			lifetime:     overlay.DefaultRecordLifetime,
+			puzzleBits:   overlay.DefaultPuzzleBits,
+			prefixCap:    overlay.DefaultDefence(0).PrefixCap,
+		},
+		byClassifier: map[string]*publication{},
 	}
-	byClassifier := map[string]*publication{}
-	type pending struct {
-		line int
-		kind string
-		args []string
-	}
-	var extras []pending // srv and txt lines, applied once every publish is known
-
+	cfg := p.cfg
 	blocks := 0
 	for c.Next() {
 		if blocks > 0 {
@@ -141,133 +136,12 @@ func parse(c *caddy.Controller) (*config, error) {
 		cfg.zones = plugin.OriginsFromArgsOrServerBlock(c.RemainingArgs(), c.ServerBlockKeys)
 		for c.NextBlock() {
 			opt := c.Val()
-			args := c.RemainingArgs()
-			switch opt {
-			case "identity":
-				if len(args) != 1 {
-					return nil, c.ArgErr()
-				}
-				cfg.identityFile = args[0]
-			case "listen":
-				if len(args) == 0 {
-					return nil, c.ArgErr()
-				}
-				cfg.listen = nil
-				for _, a := range args {
-					ap, err := parseListen(a)
-					if err != nil {
-						return nil, c.Errf("listen %q: %v", a, err)
-					}
-					cfg.listen = append(cfg.listen, ap)
-				}
-			case "bootstrap":
-				if len(args) == 0 {
-					return nil, c.ArgErr()
-				}
-				for _, a := range args {
-					b, err := parseBootstrap(a)
-					if err != nil {
-						return nil, c.Errf("bootstrap %q: %v", a, err)
-					}
-					cfg.bootstrap = append(cfg.bootstrap, b)
-				}
-			case "cloud":
-				if len(args) != 1 || args[0] == "" || len(args[0]) > 63 {
-					return nil, c.Errf("cloud needs one name of 1 to 63 characters")
-				}
-				cfg.cloud = args[0]
-			case "publish", "publish_unsecured":
-				if len(args) == 0 {
-					return nil, c.ArgErr()
-				}
-				p := &publication{classifier: strings.ToLower(args[0]), secured: opt == "publish"}
-				if err := checkClassifier(p.classifier); err != nil {
-					return nil, c.Errf("%s %q: %v", opt, args[0], err)
-				}
-				if _, dup := byClassifier[p.classifier]; dup {
-					return nil, c.Errf("classifier %q published twice", p.classifier)
-				}
-				for _, a := range args[1:] {
-					ip, err := netip.ParseAddr(a)
-					if err != nil || ip.Zone() != "" || ip.IsUnspecified() {
-						return nil, c.Errf("%s %s: %q is not an IP address", opt, p.classifier, a)
-					}
-					p.ips = append(p.ips, ip.Unmap())
-				}
-				if len(p.ips) > maxEndpoints {
-					return nil, c.Errf("%s %s: at most %d addresses", opt, p.classifier, maxEndpoints)
-				}
-				byClassifier[p.classifier] = p
-				cfg.publish = append(cfg.publish, p)
-			case "srv", "txt":
-				extras = append(extras, pending{line: c.Line(), kind: opt, args: args})
-			case "ttl", "negative_ttl":
-				if len(args) != 1 {
-					return nil, c.ArgErr()
-				}
-				n, err := strconv.Atoi(args[0])
-				if err != nil || n < 1 || time.Duration(n)*time.Second > maxTTL {
-					return nil, c.Errf("%s needs a number of seconds from 1 to %d", opt, int(maxTTL/time.Second))
-				}
-				if opt == "ttl" {
-					cfg.ttl = time.Duration(n) * time.Second
-				} else {
-					cfg.negTTL = time.Duration(n) * time.Second
-				}
-			case "timeout", "lifetime":
-				if len(args) != 1 {
-					return nil, c.ArgErr()
-				}
-				d, err := time.ParseDuration(args[0])
-				if err != nil || d <= 0 {
-					return nil, c.Errf("%s needs a positive duration, got %q", opt, args[0])
-				}
-				if opt == "timeout" && d > maxTimeout {
-					return nil, c.Errf("timeout %s is longer than %s", d, maxTimeout)
-				}
-				if opt == "lifetime" && (d < 10*time.Second || d > 7*24*time.Hour) {
-					return nil, c.Errf("lifetime %s is outside 10s..168h", d)
-				}
-				if opt == "timeout" {
-					cfg.timeout = d
-				} else {
-					cfg.lifetime = d
-				}
-			case "state":
-				if len(args) != 1 || args[0] == "" {
-					return nil, c.ArgErr()
-				}
-				cfg.stateDir = args[0]
-			case "linklocal":
-				if len(args) > 1 {
-					return nil, c.ArgErr()
-				}
-				cfg.linkLocal = true
-				if len(args) == 1 {
-					cfg.linkIface = args[0]
-				}
-			case "puzzle":
-				if len(args) != 1 {
-					return nil, c.ArgErr()
-				}
-				n, err := strconv.Atoi(args[0])
-				if err != nil || n < 0 || n > overlay.MaxPuzzleBits {
-					return nil, c.Errf("puzzle needs a number of bits from 0 (no puzzle) to %d, got %q", overlay.MaxPuzzleBits, args[0])
-				}
-				cfg.puzzleBits = n
-			case "prefix_cap":
-				if len(args) != 1 {
-					return nil, c.ArgErr()
-				}
-				n, err := strconv.Atoi(args[0])
-				if err != nil || n < 0 || n > maxPrefixCap {
-					return nil, c.Errf("prefix_cap needs a number of nodes per network prefix from 0 (no cap) to %d, got %q", maxPrefixCap, args[0])
-				}
-				cfg.prefixCap = n
-			case "fallthrough":
-				cfg.fall.SetZonesFromArgs(args)
-			default:
+			parseOpt, ok := options[opt]
+			if !ok {
 				return nil, c.Errf("unknown property %q", opt)
+			}
+			if err := parseOpt(p, opt, c.RemainingArgs()); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -277,28 +151,8 @@ func parse(c *caddy.Controller) (*config, error) {
 	if len(cfg.zones) == 0 {
 		cfg.zones = []string{identity.DefaultZone}
 	}
-	for _, e := range extras {
-		if len(e.args) < 2 {
-			return nil, fmt.Errorf("line %d: %s needs a classifier and data", e.line, e.kind)
-		}
-		p, ok := byClassifier[strings.ToLower(e.args[0])]
-		if !ok {
-			return nil, fmt.Errorf("line %d: %s %s: no publish line for classifier %q", e.line, e.kind, e.args[0], e.args[0])
-		}
-		if e.kind == "txt" {
-			for _, t := range e.args[1:] {
-				if len(t) > 255 {
-					return nil, fmt.Errorf("line %d: txt %s: string longer than 255 octets", e.line, e.args[0])
-				}
-			}
-			p.txt = append(p.txt, e.args[1:]...)
-			continue
-		}
-		s, err := parseSRV(e.args[1:])
-		if err != nil {
-			return nil, fmt.Errorf("line %d: srv %s: %w", e.line, e.args[0], err)
-		}
-		p.services = append(p.services, s)
+	if err := p.applyExtras(); err != nil {
+		return nil, err
 	}
 	if len(cfg.listen) == 0 {
 		cfg.listen = []netip.AddrPort{
@@ -307,6 +161,239 @@ func parse(c *caddy.Controller) (*config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// parser is the state of one parse: the config being built, the publish
+// lines by classifier, and the srv and txt lines, applied once every publish
+// line is known (they may come first).
+type parser struct {
+	c            *caddy.Controller
+	cfg          *config
+	byClassifier map[string]*publication
+	extras       []extraLine
+}
+
+// extraLine is an srv or txt line.
+type extraLine struct {
+	line int
+	kind string
+	args []string
+}
+
+// options maps each property of the block to its parser, one function per
+// option (as CoreDNS's own plugins do).
+var options = map[string]func(p *parser, opt string, args []string) error{
+	"identity":          parseIdentity,
+	"listen":            parseListenOpt,
+	"bootstrap":         parseBootstrapOpt,
+	"cloud":             parseCloud,
+	"publish":           parsePublish,
+	"publish_unsecured": parsePublish,
+	"srv":               parseExtra,
+	"txt":               parseExtra,
+	"ttl":               parseTTL,
+	"negative_ttl":      parseTTL,
+	"timeout":           parseDuration,
+	"lifetime":          parseDuration,
+	"state":             parseState,
+	"linklocal":         parseLinkLocal,
+	"puzzle":            parsePuzzle,
+	"prefix_cap":        parsePrefixCap,
+	"fallthrough":       parseFallthrough,
+}
+
+func parseIdentity(p *parser, _ string, args []string) error {
+	if len(args) != 1 {
+		return p.c.ArgErr()
+	}
+	p.cfg.identityFile = args[0]
+	return nil
+}
+
+func parseListenOpt(p *parser, _ string, args []string) error {
+	if len(args) == 0 {
+		return p.c.ArgErr()
+	}
+	p.cfg.listen = nil
+	for _, a := range args {
+		ap, err := parseListen(a)
+		if err != nil {
+			return p.c.Errf("listen %q: %v", a, err)
+		}
+		p.cfg.listen = append(p.cfg.listen, ap)
+	}
+	return nil
+}
+
+func parseBootstrapOpt(p *parser, _ string, args []string) error {
+	if len(args) == 0 {
+		return p.c.ArgErr()
+	}
+	for _, a := range args {
+		b, err := parseBootstrap(a)
+		if err != nil {
+			return p.c.Errf("bootstrap %q: %v", a, err)
+		}
+		p.cfg.bootstrap = append(p.cfg.bootstrap, b)
+	}
+	return nil
+}
+
+func parseCloud(p *parser, _ string, args []string) error {
+	if len(args) != 1 || args[0] == "" || len(args[0]) > 63 {
+		return p.c.Errf("cloud needs one name of 1 to 63 characters")
+	}
+	p.cfg.cloud = args[0]
+	return nil
+}
+
+// parsePublish parses `publish CLASSIFIER [IP...]` and publish_unsecured.
+func parsePublish(p *parser, opt string, args []string) error {
+	if len(args) == 0 {
+		return p.c.ArgErr()
+	}
+	pub := &publication{classifier: strings.ToLower(args[0]), secured: opt == "publish"}
+	if err := checkClassifier(pub.classifier); err != nil {
+		return p.c.Errf("%s %q: %v", opt, args[0], err)
+	}
+	if _, dup := p.byClassifier[pub.classifier]; dup {
+		return p.c.Errf("classifier %q published twice", pub.classifier)
+	}
+	for _, a := range args[1:] {
+		ip, err := netip.ParseAddr(a)
+		if err != nil || ip.Zone() != "" || ip.IsUnspecified() {
+			return p.c.Errf("%s %s: %q is not an IP address", opt, pub.classifier, a)
+		}
+		pub.ips = append(pub.ips, ip.Unmap())
+	}
+	if len(pub.ips) > maxEndpoints {
+		return p.c.Errf("%s %s: at most %d addresses", opt, pub.classifier, maxEndpoints)
+	}
+	p.byClassifier[pub.classifier] = pub
+	p.cfg.publish = append(p.cfg.publish, pub)
+	return nil
+}
+
+// parseExtra keeps an srv or txt line for applyExtras.
+func parseExtra(p *parser, opt string, args []string) error {
+	p.extras = append(p.extras, extraLine{line: p.c.Line(), kind: opt, args: args})
+	return nil
+}
+
+// applyExtras adds the srv and txt lines to their publish lines.
+func (p *parser) applyExtras() error {
+	for _, e := range p.extras {
+		if len(e.args) < 2 {
+			return fmt.Errorf("line %d: %s needs a classifier and data", e.line, e.kind)
+		}
+		pub, ok := p.byClassifier[strings.ToLower(e.args[0])]
+		if !ok {
+			return fmt.Errorf("line %d: %s %s: no publish line for classifier %q", e.line, e.kind, e.args[0], e.args[0])
+		}
+		if e.kind == "txt" {
+			for _, t := range e.args[1:] {
+				if len(t) > 255 {
+					return fmt.Errorf("line %d: txt %s: string longer than 255 octets", e.line, e.args[0])
+				}
+			}
+			pub.txt = append(pub.txt, e.args[1:]...)
+			continue
+		}
+		s, err := parseSRV(e.args[1:])
+		if err != nil {
+			return fmt.Errorf("line %d: srv %s: %w", e.line, e.args[0], err)
+		}
+		pub.services = append(pub.services, s)
+	}
+	return nil
+}
+
+// parseTTL parses ttl and negative_ttl (whole seconds).
+func parseTTL(p *parser, opt string, args []string) error {
+	if len(args) != 1 {
+		return p.c.ArgErr()
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 || time.Duration(n)*time.Second > maxTTL {
+		return p.c.Errf("%s needs a number of seconds from 1 to %d", opt, int(maxTTL/time.Second))
+	}
+	if opt == "ttl" {
+		p.cfg.ttl = time.Duration(n) * time.Second
+	} else {
+		p.cfg.negTTL = time.Duration(n) * time.Second
+	}
+	return nil
+}
+
+// parseDuration parses timeout and lifetime.
+func parseDuration(p *parser, opt string, args []string) error {
+	if len(args) != 1 {
+		return p.c.ArgErr()
+	}
+	d, err := time.ParseDuration(args[0])
+	if err != nil || d <= 0 {
+		return p.c.Errf("%s needs a positive duration, got %q", opt, args[0])
+	}
+	if opt == "timeout" && d > maxTimeout {
+		return p.c.Errf("timeout %s is longer than %s", d, maxTimeout)
+	}
+	if opt == "lifetime" && (d < 10*time.Second || d > 7*24*time.Hour) {
+		return p.c.Errf("lifetime %s is outside 10s..168h", d)
+	}
+	if opt == "timeout" {
+		p.cfg.timeout = d
+	} else {
+		p.cfg.lifetime = d
+	}
+	return nil
+}
+
+func parseState(p *parser, _ string, args []string) error {
+	if len(args) != 1 || args[0] == "" {
+		return p.c.ArgErr()
+	}
+	p.cfg.stateDir = args[0]
+	return nil
+}
+
+func parseLinkLocal(p *parser, _ string, args []string) error {
+	if len(args) > 1 {
+		return p.c.ArgErr()
+	}
+	p.cfg.linkLocal = true
+	if len(args) == 1 {
+		p.cfg.linkIface = args[0]
+	}
+	return nil
+}
+
+func parsePuzzle(p *parser, _ string, args []string) error {
+	if len(args) != 1 {
+		return p.c.ArgErr()
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 0 || n > overlay.MaxPuzzleBits {
+		return p.c.Errf("puzzle needs a number of bits from 0 (no puzzle) to %d, got %q", overlay.MaxPuzzleBits, args[0])
+	}
+	p.cfg.puzzleBits = n
+	return nil
+}
+
+func parsePrefixCap(p *parser, _ string, args []string) error {
+	if len(args) != 1 {
+		return p.c.ArgErr()
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 0 || n > maxPrefixCap {
+		return p.c.Errf("prefix_cap needs a number of nodes per network prefix from 0 (no cap) to %d, got %q", maxPrefixCap, args[0])
+	}
+	p.cfg.prefixCap = n
+	return nil
+}
+
+func parseFallthrough(p *parser, _ string, args []string) error {
+	p.cfg.fall.SetZonesFromArgs(args)
+	return nil
 }
 
 // checkClassifier checks a classifier the way identity does.
