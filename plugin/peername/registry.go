@@ -18,7 +18,7 @@ import (
 )
 
 // overlayNode is what the plugin needs from an overlay node. The real one
-// is an *node.Node (see overlay.go); tests use an in-memory fake.
+// is an *node.Node (see backend.go); tests use an in-memory fake.
 type overlayNode interface {
 	Start(ctx context.Context) error
 	Close() error
