@@ -49,7 +49,7 @@ func newOverlayNode(cfg nodeConfig) (overlayNode, error) {
 		Listen:    cfg.Listen,
 		Bootstrap: boots,
 		Cloud:     cfg.Cloud,
-		Core: overlay.Config{RecordLifetime: cfg.RecordLifetime, PuzzleBits: puzzle, PuzzleNonce: cfg.PuzzleNonce,
+		Core: overlay.Config{RecordLifetime: cfg.RecordLifetime, PuzzleBits: puzzle,
 			Defence: defence},
 		Logger:    slog.New(clogHandler{}),
 		StateDir:  cfg.StateDir,

@@ -63,6 +63,8 @@ type fakeNode struct {
 	running bool
 }
 
+func (n *fakeNode) Prepare(context.Context) error { return nil }
+
 func (n *fakeNode) Start(ctx context.Context) error {
 	n.net.mu.Lock()
 	defer n.net.mu.Unlock()

@@ -13,13 +13,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/peername/peername/identity"
-	"github.com/peername/peername/overlay"
 	"github.com/peername/peername/records"
 )
 
 // overlayNode is what the plugin needs from an overlay node. The real one
 // is an *node.Node (see backend.go); tests use an in-memory fake.
 type overlayNode interface {
+	// Prepare does the node's CPU and disk work before Start (opening the
+	// state, solving the identity puzzle); Start does it itself if needed.
+	Prepare(ctx context.Context) error
 	Start(ctx context.Context) error
 	Close() error
 	// Publish signs and stores tmpl and keeps republishing it. An error
@@ -86,9 +88,6 @@ type nodeConfig struct {
 	PuzzleBits int
 	// PrefixCap is overlay.Defence.PrefixCap (0: off).
 	PrefixCap int
-	// PuzzleNonce solves the identity puzzle for PuzzleBits (acquire finds
-	// it before the node starts; not a setting).
-	PuzzleNonce uint64
 }
 
 // sameSettings reports whether c and o configure a node the same way
@@ -197,20 +196,17 @@ func (r *nodeRegistry) acquire(ctx context.Context, cfg nodeConfig) (*sharedNode
 		}
 		return s, nil
 	}
-	if cfg.PuzzleBits > 0 {
-		// The identity puzzle is CPU work whose length varies with the key
-		// (2^PuzzleBits hashes on average, several times that for some keys)
-		// and with the machine's load: it is solved before, and outside, the
-		// deadline for binding and joining.
-		nonce, err := overlay.SolvePuzzle(ctx, cfg.Identity.PublicKey(), cfg.PuzzleBits)
-		if err != nil {
-			return nil, fmt.Errorf("overlay node on %v: %w", cfg.Listen, err)
-		}
-		cfg.PuzzleNonce = nonce
-	}
 	n, err := r.newNode(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create overlay node: %w", err)
+	}
+	// The identity puzzle is CPU work whose length varies with the key
+	// (2^PuzzleBits hashes on average, several times that for some keys)
+	// and with the machine's load: Prepare solves it (or reads the solution
+	// an earlier start kept in the state directory) before, and outside,
+	// the deadline for binding and joining.
+	if err := n.Prepare(ctx); err != nil {
+		return nil, fmt.Errorf("overlay node on %v: %w", cfg.Listen, err)
 	}
 	sctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
