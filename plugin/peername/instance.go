@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/peername/peername/contacts"
 	"github.com/peername/peername/identity"
 	"github.com/peername/peername/records"
 	"github.com/peername/peername/resolver"
@@ -72,6 +73,15 @@ func newInstance(cfg *config, id *identity.Identity, reg *nodeRegistry) (*instan
 		serial:   uint32(time.Now().Unix()),
 		now:      time.Now,
 		ready:    inst.ready,
+	}
+	if cfg.contacts {
+		path := cfg.contactsFile
+		if path == "" {
+			if path, err = contacts.DefaultPath(cfg.stateDir); err != nil {
+				return nil, err
+			}
+		}
+		inst.handler.contacts = &contactBook{path: path}
 	}
 	return inst, nil
 }

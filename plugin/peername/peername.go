@@ -36,6 +36,7 @@ type Peername struct {
 	Fall  fall.F
 
 	resolver lookuper
+	contacts *contactBook // nil without a `contacts` line
 	// negTTL is the TTL of the SOA in negative answers (and its minimum).
 	negTTL uint32
 	// serial is the SOA serial: the time this configuration was loaded.
@@ -92,7 +93,25 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		return p.write(w, m, server)
 	}
 
-	q, err := resolver.ParseQuery(qname, zone)
+	lookupName := qname
+	if p.contacts != nil {
+		kind, target, err := p.contacts.target(qname, zone)
+		switch {
+		case err != nil:
+			queryCount.WithLabelValues(server, resultServFail).Inc()
+			return dns.RcodeServerFailure, plugin.Error(pluginName, err)
+		case kind == contactsNode:
+			m.Ns = []dns.RR{p.soa(zone)}
+			return p.write(w, m, server)
+		case kind == noContact:
+			m.Rcode = dns.RcodeNameError
+			m.Ns = []dns.RR{p.soa(zone)}
+			return p.write(w, m, server)
+		case kind == contactFound:
+			lookupName = target
+		}
+	}
+	q, err := resolver.ParseQuery(lookupName, zone)
 	var ans *resolver.Answer
 	if err == nil {
 		ans, err = p.resolver.Lookup(ctx, q)

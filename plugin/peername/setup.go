@@ -54,6 +54,8 @@ type config struct {
 	timeout      time.Duration
 	lifetime     time.Duration
 	stateDir     string
+	contacts     bool   // a contacts line: answer PETNAME.contacts.ZONE
+	contactsFile string // its file; empty: contacts.DefaultPath(stateDir)
 	linkLocal    bool
 	linkIface    string
 	puzzleBits   int // identity puzzle difficulty of the cloud; 0: none
@@ -200,6 +202,19 @@ var options = map[string]func(p *parser, opt string, args []string) error{
 	"puzzle":            parsePuzzle,
 	"prefix_cap":        parsePrefixCap,
 	"fallthrough":       parseFallthrough,
+	"contacts":          parseContacts,
+}
+
+// parseContacts parses `contacts [FILE]`.
+func parseContacts(p *parser, _ string, args []string) error {
+	if len(args) > 1 || (len(args) == 1 && args[0] == "") {
+		return p.c.ArgErr()
+	}
+	p.cfg.contacts = true
+	if len(args) == 1 {
+		p.cfg.contactsFile = args[0]
+	}
+	return nil
 }
 
 func parseIdentity(p *parser, _ string, args []string) error {

@@ -181,6 +181,22 @@ func TestParse(t *testing.T) {
 		{input: "peername {\nprefix_cap 17\n}", wantErr: "prefix_cap needs a number of nodes per network prefix from 0 (no cap) to 16"},
 		{input: "peername {\nprefix_cap -1\n}", wantErr: "prefix_cap needs"},
 		{input: "peername {\nprefix_cap many\n}", wantErr: "prefix_cap needs"},
+		{input: "peername {\ncontacts /etc/peername/contacts\n}", check: func(t *testing.T, c *config) {
+			if !c.contacts || c.contactsFile != "/etc/peername/contacts" {
+				t.Fatalf("contacts FILE: %v %q", c.contacts, c.contactsFile)
+			}
+		}},
+		{input: "peername {\nstate /var/lib/pn\ncontacts\n}", check: func(t *testing.T, c *config) {
+			if !c.contacts || c.contactsFile != "" {
+				t.Fatalf("contacts: %v %q", c.contacts, c.contactsFile)
+			}
+		}},
+		{input: "peername {\n}", check: func(t *testing.T, c *config) {
+			if c.contacts {
+				t.Fatal("contacts answered without a contacts line")
+			}
+		}},
+		{input: "peername {\ncontacts a b\n}", wantErr: "Wrong argument count"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.input, func(t *testing.T) {
