@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -31,21 +29,6 @@ func TestUnmodifiedApplication(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 
-	var sfx [3]byte
-	if _, err := rand.Read(sfx[:]); err != nil {
-		t.Fatal(err)
-	}
-	prefix := "pn" + hex.EncodeToString(sfx[:]) // 8 characters; interface names stay < 16
-	sw := prefix + "sw"
-	addNetNS(ctx, t, sw)
-	mustIP(ctx, t, "-n", sw, "link", "set", "lo", "up")
-	mustIP(ctx, t, "-n", sw, "link", "add", "br0", "type", "bridge")
-	mustIP(ctx, t, "-n", sw, "link", "set", "br0", "up")
-
-	if _, err := os.Stat("/etc/netns"); errors.Is(err, fs.ErrNotExist) {
-		// We create it: remove it again (os.Remove only removes it empty).
-		t.Cleanup(func() { os.Remove("/etc/netns") })
-	}
 	const hosts = 3
 	dir := t.TempDir()
 	type host struct {
@@ -56,25 +39,8 @@ func TestUnmodifiedApplication(t *testing.T) {
 		pubIP netip.Addr // the address its name must resolve to
 	}
 	hs := make([]*host, hosts)
-	for i := range hs {
-		h := &host{ns: fmt.Sprintf("%sh%d", prefix, i+1), addr: netip.MustParseAddr(fmt.Sprintf(netnsSubnet, i+1))}
-		hs[i] = h
-		addNetNS(ctx, t, h.ns)
-		port := fmt.Sprintf("p%d", i+1)
-		mustIP(ctx, t, "link", "add", "eth0", "netns", h.ns, "type", "veth", "peer", "name", port, "netns", sw)
-		mustIP(ctx, t, "-n", sw, "link", "set", port, "master", "br0", "up")
-		mustIP(ctx, t, "-n", h.ns, "link", "set", "lo", "up")
-		mustIP(ctx, t, "-n", h.ns, "addr", "add", h.addr.String()+"/24", "dev", "eth0")
-		mustIP(ctx, t, "-n", h.ns, "link", "set", "eth0", "up")
-		etc := filepath.Join("/etc/netns", h.ns)
-		if err := os.MkdirAll(etc, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(etc) })
-		resolv := fmt.Sprintf("nameserver %s\noptions timeout:2 attempts:2\n", h.addr)
-		if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte(resolv), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	for i, h := range netnsLAN(ctx, t, hosts, 1) {
+		hs[i] = &host{ns: h.ns, addr: h.addr}
 	}
 
 	// Every host also serves boot.test. (file plugin): SRV records naming
@@ -170,7 +136,13 @@ func requireNetNS(t *testing.T) {
 	if _, err := exec.LookPath("getent"); err != nil {
 		t.Skip("skipping: getent is not installed")
 	}
-	probe := fmt.Sprintf("pnprobe%d", os.Getpid())
+	// One name per call: parallel tests probing at once must not collide
+	// (a failed "add" of a taken name would skip the test).
+	var sfx [4]byte
+	if _, err := rand.Read(sfx[:]); err != nil {
+		t.Fatal(err)
+	}
+	probe := "pnprobe" + hex.EncodeToString(sfx[:])
 	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
 		t.Skipf("skipping: cannot create a network namespace here: %v: %s", err, out)
 	}
