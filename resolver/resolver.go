@@ -173,6 +173,16 @@ type Query struct {
 	// Service and Proto are set (without their leading '_') when the
 	// question was for "_svc._proto.<classifier>.<authority>.<zone>".
 	Service, Proto string
+
+	key identity.Key // Name.Key(), computed once by ParseQuery
+}
+
+// Key returns the overlay key of the query's name.
+func (q Query) Key() identity.Key {
+	if q.key == (identity.Key{}) {
+		return q.Name.Key()
+	}
+	return q.key
 }
 
 // ParseQuery parses a DNS name in zone as a peer name or a service name
@@ -181,11 +191,11 @@ type Query struct {
 func ParseQuery(qname, zone string) (Query, error) {
 	n, err := identity.ParseName(qname, zone)
 	if err == nil {
-		return Query{Name: n}, nil
+		return Query{Name: n, key: n.Key()}, nil
 	}
 	svc, proto, sn, serr := identity.ParseServiceName(qname, zone)
 	if serr == nil {
-		return Query{Name: sn, Service: svc, Proto: proto}, nil
+		return Query{Name: sn, Service: svc, Proto: proto, key: sn.Key()}, nil
 	}
 	return Query{}, fmt.Errorf("%w: %q: %w", ErrNotFound, qname, err)
 }
@@ -270,7 +280,7 @@ func (r *Resolver) Resolve(ctx context.Context, qname, zone string) (*Answer, er
 
 // Lookup resolves a parsed query; see Resolve.
 func (r *Resolver) Lookup(ctx context.Context, q Query) (*Answer, error) {
-	ans, err := r.lookupName(ctx, q.Name)
+	ans, err := r.lookupName(ctx, q.Name, q.Key())
 	if err != nil {
 		return nil, err
 	}
@@ -292,8 +302,7 @@ func (r *Resolver) Lookup(ctx context.Context, q Query) (*Answer, error) {
 
 // lookupName returns the answer for a name from the cache or from a
 // (shared) overlay search.
-func (r *Resolver) lookupName(ctx context.Context, name identity.Name) (*Answer, error) {
-	key := name.Key()
+func (r *Resolver) lookupName(ctx context.Context, name identity.Name, key identity.Key) (*Answer, error) {
 	if ans, err, ok := r.cache.get(key, r.cfg.Now()); ok {
 		return ans, err
 	}
@@ -436,7 +445,7 @@ func (r *Resolver) verify(name identity.Name, recs []*records.Record) (*Answer, 
 			expires = rec.Expires
 		}
 	}
-	return &Answer{Query: Query{Name: name}, Records: live, Expires: expires}, nil
+	return &Answer{Query: Query{Name: name, key: name.Key()}, Records: live, Expires: expires}, nil
 }
 
 // Forget drops any cached answer for name, so the next lookup searches the

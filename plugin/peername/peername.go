@@ -37,6 +37,7 @@ type Peername struct {
 
 	resolver lookuper
 	contacts *contactBook // nil without a `contacts` line
+	parsed   queryCache
 	// negTTL is the TTL of the SOA in negative answers (and its minimum).
 	negTTL uint32
 	// serial is the SOA serial: the time this configuration was loaded.
@@ -111,7 +112,7 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 			lookupName = target
 		}
 	}
-	q, err := resolver.ParseQuery(lookupName, zone)
+	q, err := p.parsed.parse(lookupName, zone)
 	var ans *resolver.Answer
 	if err == nil {
 		ans, err = p.resolver.Lookup(ctx, q)
