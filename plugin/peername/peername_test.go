@@ -15,42 +15,25 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/peername/peername/identity"
+	"github.com/peername/peername/internal/testutil"
 	"github.com/peername/peername/records"
 	"github.com/peername/peername/resolver"
 )
 
 var t0 = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 
-func testIdentity(seed byte) *identity.Identity {
-	var s [32]byte
-	s[0] = seed
-	return identity.FromSeed(s)
-}
+func testIdentity(seed byte) *identity.Identity { return testutil.Identity(seed) }
 
 // record signs a record for classifier (secured under id unless
 // unsecured) issued at t0 and valid for an hour.
 func record(t testing.TB, id *identity.Identity, classifier string, secured bool, mutate func(*records.Record)) *records.Record {
 	t.Helper()
-	var (
-		n   identity.Name
-		err error
-	)
-	if secured {
-		n, err = identity.NewSecuredName(classifier, id.PublicKey())
-	} else {
-		n, err = identity.NewUnsecuredName(classifier)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &records.Record{Name: n, Seq: 1, Issued: t0, Expires: t0.Add(time.Hour)}
-	if mutate != nil {
-		mutate(r)
-	}
-	if err := records.Sign(r, id); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return testutil.Signed(t, id, testutil.Name(t, id, classifier, secured), 1, t0, time.Hour, func(r *records.Record) {
+		r.Endpoints, r.Services, r.TXT = nil, nil, nil // the cases say what a record holds
+		if mutate != nil {
+			mutate(r)
+		}
+	})
 }
 
 // mapSearcher serves fixed records by key.
