@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/peername/peername/identity"
+	"github.com/peername/peername/records"
 )
 
 func TestNetPrefix(t *testing.T) {
@@ -197,5 +198,41 @@ func TestQuorumWaitsForClosest(t *testing.T) {
 	op.all[0].state = cFailed
 	if !c.quorumMet(op) {
 		t.Error("a failed closest candidate blocks the quorum")
+	}
+}
+
+// TestQuorumReadAsksClosestAtOnce: once a record is found, a quorum read
+// asks every fresh candidate among the Quorum closest in one wave instead of
+// alpha at a time; it must hear from all of them anyway (issue 14: 2,000
+// simulated nodes, defences on, p50/p99 666/1,030 ms -> 490/716 ms).
+func TestQuorumReadAsksClosestAtOnce(t *testing.T) {
+	t.Parallel()
+	c, err := NewCore(Config{Identity: testIdentity(90), PuzzleBits: -1, Alpha: 1, Defence: Defence{Quorum: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var target identity.Key
+	op, err := c.newOp(epoch.UnixNano(), opResolve, target, SearchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.paths = 1
+	for j := range 6 {
+		var id identity.Key
+		id[0] = byte(j + 1) // candidate j is the j-th closest
+		op.addCandidate(contact{ID: id, Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(j + 1)}), 1)}, 1, -1, identity.Key{0xff}, nil, 0)
+	}
+	op.all[5].state = cDone // the farthest returned the record
+	op.recs = []*records.Record{{}}
+	op.foundFrom = 1
+	c.step(epoch.UnixNano(), op)
+	inFlight := 0
+	for j := range 4 {
+		if op.all[j].state == cInflight {
+			inFlight++
+		}
+	}
+	if inFlight != 4 || op.all[4].state != cFresh {
+		t.Errorf("after a record was found: %d of the 4 closest asked (alpha is 1), 5th %v; want all 4 and not the 5th", inFlight, op.all[4].state)
 	}
 }

@@ -280,6 +280,9 @@ func (c *Core) step(now int64, op *operation) {
 		c.finishLookup(now, op)
 		return
 	}
+	if op.kind == opResolve && op.foundFrom > 0 && c.cfg.Defence.Quorum > 0 {
+		c.askQuorum(now, op)
+	}
 	if op.paths > 1 {
 		c.stepDisjoint(now, op)
 		return
@@ -305,6 +308,26 @@ func (c *Core) step(now int64, op *operation) {
 	}
 	if op.inflight == 0 {
 		c.finishLookup(now, op)
+	}
+}
+
+// askQuorum asks, all at once, every fresh candidate among the Quorum
+// closest known ones. A quorum read waits for all of them to answer or fail
+// (quorumMet) once a record has been found, so asking them alpha at a time
+// would only add round trips; the answer still needs the same storers.
+func (c *Core) askQuorum(now int64, op *operation) {
+	n := 0
+	for _, i := range op.order {
+		cd := &op.all[i]
+		if !cd.hasID || cd.state == cFailed {
+			continue
+		}
+		if cd.state == cFresh {
+			c.askCandidate(now, op, i)
+		}
+		if n++; n >= c.cfg.Defence.Quorum {
+			return
+		}
 	}
 }
 
