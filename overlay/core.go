@@ -1035,7 +1035,11 @@ func (c *Core) replicate(now int64) {
 	c.dirty = false
 	sent := 0
 	for _, k := range c.store.sortedKeys() {
-		if c.rt.countCloser(k, c.id, c.cfg.Replication) >= c.cfg.Replication {
+		// The owner of a record hands it on too, replica or not: its first
+		// publish may have reached only the few peers there were (the first
+		// node of a cloud publishes to the first joiner), and a holder that is
+		// not among the key's closest once the cloud grew passes nothing on.
+		if _, own := c.owned[k]; !own && c.rt.countCloser(k, c.id, c.cfg.Replication) >= c.cfg.Replication {
 			continue // not one of the key's replicas any more
 		}
 		targets := c.rt.closest(nil, k, c.cfg.Replication, c.id)
