@@ -64,6 +64,14 @@ type Config struct {
 	// seed its providers name and every contact its table holds, for as long
 	// as no join got an answer or its table is empty.
 	RejoinInterval time.Duration
+	// InboxMaxWait: a received datagram that waited longer than this for
+	// the event loop is dropped unread (NetStats.InboxStale; default
+	// DefaultInboxMaxWait, negative: never). A loop that far behind is
+	// overloaded (a seed under a crowd of joiners): whoever sent it has
+	// mostly given up (the core's request timeout is 1 s), and working
+	// through a backlog of such datagrams in order would make every answer
+	// too late; dropping them answers the fresh ones in time.
+	InboxMaxWait time.Duration
 	// BootstrapTimeout bounds one round of seed lookups (default 10 s).
 	BootstrapTimeout time.Duration
 	// LinkLocal, when set, makes the node answer link-local discovery probes
@@ -86,6 +94,7 @@ const (
 	DefaultLeaveTimeout     = time.Second
 	DefaultRejoinInterval   = 30 * time.Second
 	DefaultJoinBackoff      = time.Second
+	DefaultInboxMaxWait     = 300 * time.Millisecond
 	DefaultBootstrapTimeout = 10 * time.Second
 	// inboxSize is the queue of received datagrams between the socket readers
 	// and the event loop. The readers never wait on it: when the loop falls
@@ -177,6 +186,7 @@ const (
 type inDatagram struct {
 	from netip.AddrPort
 	data []byte
+	at   time.Time // when it was read (monotonic)
 }
 
 // nodeCall is a request into the event loop: either an operation to start
@@ -225,7 +235,8 @@ type NetStats struct {
 	MessagesFragmented        uint64 // outgoing messages split into fragments
 	MessagesTooLarge          uint64 // outgoing messages over the fragmentation limit (dropped)
 	FramesRejected            uint64 // incoming datagrams refused by the framing layer
-	InboxDrops                uint64 // datagrams dropped because the event loop fell behind
+	InboxDrops                uint64 // datagrams dropped because the inbox was full (the event loop fell behind)
+	InboxStale                uint64 // datagrams dropped for waiting longer than InboxMaxWait
 	Reassembly                ReassemblyStats
 }
 
@@ -270,6 +281,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.JoinBackoff <= 0 {
 		cfg.JoinBackoff = min(DefaultJoinBackoff, cfg.RejoinInterval)
+	}
+	if cfg.InboxMaxWait == 0 {
+		cfg.InboxMaxWait = DefaultInboxMaxWait
 	}
 	if cfg.BootstrapTimeout <= 0 {
 		cfg.BootstrapTimeout = DefaultBootstrapTimeout
@@ -606,7 +620,7 @@ func (n *Node) read(c *net.UDPConn) {
 			continue
 		}
 		failures = 0
-		d := inDatagram{from: unmapAddrPort(from), data: append([]byte(nil), buf[:nr]...)}
+		d := inDatagram{from: unmapAddrPort(from), data: append([]byte(nil), buf[:nr]...), at: time.Now()}
 		select {
 		case n.inbox <- d:
 		case <-n.stop:
@@ -717,6 +731,12 @@ func (n *Node) arm(t *time.Timer) {
 
 // receive reassembles a datagram and hands complete messages to the core.
 func (n *Node) receive(now time.Time, d inDatagram) {
+	if mw := n.cfg.InboxMaxWait; mw > 0 && !d.at.IsZero() && time.Since(d.at) > mw {
+		n.statsMu.Lock()
+		n.nst.InboxStale++
+		n.statsMu.Unlock()
+		return
+	}
 	msg, err := n.reasm.add(now, d.from, d.data)
 	n.statsMu.Lock()
 	n.nst.DatagramsIn++
