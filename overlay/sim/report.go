@@ -136,6 +136,28 @@ time             %.0f s virtual, %.1f s wall
 			r.Queued, r.Overloaded, r.InboxStale, r.MaxInbox); err != nil {
 			return fmt.Errorf("sim: write report: %w", err)
 		}
+		if n := len(r.JoinTimes); n > 0 {
+			line := "join time CDF   "
+			for d := 1; d <= 10; d++ {
+				line += fmt.Sprintf(" p%d %.1fs", d*10, r.JoinTimes[min(n-1, d*n/10)].Seconds())
+			}
+			if _, err := fmt.Fprintln(out, line); err != nil {
+				return fmt.Errorf("sim: write report: %w", err)
+			}
+			hist := "joined per second"
+			for s := 0; s <= int(r.JoinTimes[n-1].Seconds()); s++ {
+				c := 0
+				for _, d := range r.JoinTimes {
+					if int(d.Seconds()) == s {
+						c++
+					}
+				}
+				hist += fmt.Sprintf(" [%d,%d)s:%d", s, s+1, c)
+			}
+			if _, err := fmt.Fprintln(out, hist); err != nil {
+				return fmt.Errorf("sim: write report: %w", err)
+			}
+		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(r.OtherErrorKinds)) {
 		if _, err := fmt.Fprintf(out, "other error      %d × %s\n", r.OtherErrorKinds[k], k); err != nil {
