@@ -194,16 +194,34 @@ func crowdJoin(t *testing.T, seedDelay time.Duration) {
 	slices.Sort(doneAt)
 	t.Logf("%d hosts: every host resolved all %d names %v after the crowd started (median host %v)",
 		hosts, hosts, all.Round(time.Millisecond), doneAt[len(doneAt)/2].Round(time.Millisecond))
-	// The log says when each host joined and after how many tries.
+	// The log says when each host joined and after how many tries. With a
+	// late seed, each host must have joined within joinBound of its first
+	// try: it started alone and retried 1, 2, 4, 8 s later (jittered), so
+	// one try falls within a few seconds of the seed coming up. A fixed
+	// retry every RejoinInterval (30 s) would not.
+	const joinBound = 20 * time.Second
 	tries := map[string]int{}
-	re := regexp.MustCompile(`joined .*tries=(\d+)`)
+	var slowest time.Duration
+	re := regexp.MustCompile(`overlay: joined .*?tries=(\d+) after=(\S+)`)
 	for i := 1; i < hosts; i++ {
 		b, _ := os.ReadFile(hs[i].srv.logPath)
-		if m := re.FindSubmatch(b); m != nil {
-			tries[string(m[1])]++
+		m := re.FindSubmatch(b)
+		if m == nil {
+			t.Errorf("%s did not log that it joined", specs[i].Label)
+			continue
+		}
+		tries[string(m[1])]++
+		took, err := time.ParseDuration(string(m[2]))
+		if err != nil {
+			t.Errorf("%s: joined after %q: %v", specs[i].Label, m[2], err)
+		}
+		slowest = max(slowest, took)
+		if seedDelay > 0 && took > joinBound {
+			t.Errorf("%s joined %v after its first try, %s tries; want within %v of it (seed up %v after the crowd)",
+				specs[i].Label, took, m[1], joinBound, seedDelay)
 		}
 	}
-	t.Logf("join tries (count of hosts by tries): %v", tries)
+	t.Logf("join tries (count of hosts by tries): %v; slowest join %v after its first try", tries, slowest)
 }
 
 // crowdARPEnv=dynamic makes TestCrowdJoin leave address resolution to ARP.

@@ -163,7 +163,7 @@ type Node struct {
 	rejoining bool
 	backoff   time.Duration // wait before the next join attempt while not joined
 	tries     int           // join attempts since the node last had a working table
-	triedAt   time.Time     // first attempt of those
+	triedAt   time.Time     // when the first of those began (zero: none since the last join)
 	working   bool          // the routing table worked at the last check
 	rng       *mrand.Rand
 
@@ -389,7 +389,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.shutdown(false)
 		return fmt.Errorf("overlay: start: bootstrap: %w", context.Cause(ctx))
 	}
-	c, err := n.do(ctx, func(now time.Time) overlay.OpID { return n.core.Join(now, seeds) }, join)
+	c, err := n.do(ctx, func(now time.Time) overlay.OpID { return n.beginJoin(now, seeds) }, join)
 	if err != nil {
 		n.shutdown(false)
 		return fmt.Errorf("overlay: start: join: %w", err)
@@ -827,9 +827,6 @@ func (n *Node) send(s overlay.Send) {
 func (n *Node) joined(c overlay.Completion, info *joinInfo) {
 	n.rejoining = false
 	now := n.lastNow
-	if n.tries == 0 {
-		n.triedAt = now
-	}
 	n.tries++
 	reason := ""
 	if c.Err != nil && !errors.Is(c.Err, overlay.ErrAlone) {
@@ -857,6 +854,15 @@ func (n *Node) joined(c overlay.Completion, info *joinInfo) {
 	n.ready.Store(true)
 }
 
+// beginJoin starts a join attempt through seeds (on the loop goroutine),
+// noting when the first attempt of a join began.
+func (n *Node) beginJoin(now time.Time, seeds []netip.AddrPort) overlay.OpID {
+	if n.triedAt.IsZero() {
+		n.triedAt = now
+	}
+	return n.core.Join(now, seeds)
+}
+
 // tableWorks reports whether the routing table is of use: some join or
 // self-lookup got an answer, and the table holds a peer.
 func (n *Node) tableWorks() bool {
@@ -872,10 +878,11 @@ func (n *Node) checkJoined(now time.Time, via string, hops int) bool {
 	works := n.tableWorks()
 	switch {
 	case works && !n.working:
-		took := now.Sub(n.triedAt)
-		if n.tries == 0 {
-			took = 0
+		var took time.Duration
+		if !n.triedAt.IsZero() {
+			took = now.Sub(n.triedAt)
 		}
+		n.triedAt = time.Time{}
 		n.log.Info("joined", "via", via, "tries", max(n.tries, 1), "after", took.Round(time.Millisecond),
 			"peers", n.core.Stats().RoutingTableSize, "addrs", n.Addrs(), "hops", hops)
 		n.statsMu.Lock()
@@ -943,7 +950,7 @@ func (n *Node) rejoin() {
 	if err != nil {
 		n.log.Debug("rejoin bootstrap", "seeds", len(seeds), "err", err)
 	}
-	c := &nodeCall{start: func(now time.Time) overlay.OpID { return n.core.Join(now, seeds) }, join: info}
+	c := &nodeCall{start: func(now time.Time) overlay.OpID { return n.beginJoin(now, seeds) }, join: info}
 	select {
 	case n.calls <- c:
 	case <-n.stop:
