@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/peername/peername/identity"
 )
 
 // crowdEnv sets the number of hosts of TestCrowdJoin (default 20):
@@ -322,4 +324,46 @@ func helperNames(args []string) int {
 	}
 	wg.Wait()
 	return 0
+}
+
+// TestAloneSaysSoOnce: a node whose seed does not answer answers SERVFAIL
+// (it cannot know the name does not exist) and says why in its log once,
+// not once per query.
+func TestAloneSaysSoOnce(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	_, key := newKey(t, dir, "lone.key")
+	other, err := identity.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(freePort(t, "127.0.0.1")))
+	s := startServer(t, nodeSpec{Label: "lone", Cloud: "it-lone", KeyFile: key, Timeout: "1s", Extra: []string{"negative_ttl 1"},
+		Bootstrap: []netip.AddrPort{dead}})
+	if err := s.waitDNS(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const queries = 5
+	for i := range queries {
+		r, err := query(ctx, "udp", s.dnsAddr, securedName(t, other, fmt.Sprintf("q%d", i)), dns.TypeA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Rcode != dns.RcodeServerFailure {
+			t.Fatalf("query %d of a node alone: rcode %s, want SERVFAIL", i, dns.RcodeToString[r.Rcode])
+		}
+	}
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := string(b)
+	if n := strings.Count(log, "searches fail: alone"); n != 1 {
+		t.Errorf("the log says %d times that searches fail because the node is alone, want once:\n%s", n, log)
+	}
+	if n := strings.Count(log, "no reachable peer"); n != 0 {
+		t.Errorf("the log has %d per-query lines for %d SERVFAILs, want none:\n%s", n, queries, log)
+	}
 }
