@@ -133,6 +133,9 @@ func runHelper(h string) int {
 	if q, ok := strings.CutPrefix(h, "dns:"); ok {
 		return helperDNS(strings.Fields(q))
 	}
+	if q, ok := strings.CutPrefix(h, "names:"); ok {
+		return helperNames(strings.Fields(q))
+	}
 	url, ok := strings.CutPrefix(h, "ready:")
 	if !ok {
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", h)

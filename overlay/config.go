@@ -13,36 +13,36 @@ import (
 // Defaults for Config fields left at zero. docs/protocol.md gives the reason
 // for each value.
 const (
-	DefaultCloud            = "global"
-	DefaultK                = 16
-	DefaultAlpha            = 3
-	DefaultReplication      = 16
-	DefaultRecordLifetime   = time.Hour
-	DefaultRequestTimeout   = time.Second
-	DefaultSearchTimeout    = 10 * time.Second
-	DefaultMaxHops          = 16
-	DefaultRefreshInterval  = 15 * time.Minute
-	DefaultTickInterval     = 30 * time.Second
-	DefaultPingAge          = time.Minute
-	DefaultSessionIdle      = 2 * time.Minute
-	DefaultValueGrace       = 250 * time.Millisecond
-	DefaultMaxSessions      = 256
-	DefaultMaxRecords       = 4096
-	DefaultMaxRecordBytes   = 8 << 20
-	DefaultMaxPerSource     = 1024
-	DefaultMaxPublishers    = 8
-	DefaultMaxPerPublisher  = 256
-	DefaultMaxPending       = 512
-	DefaultMaxOps           = 256
-	DefaultMaxRangeKeys     = 64
-	DefaultMaxFails         = 2
-	maxK                    = 32
-	maxContactsPerMessage   = 32
-	maxKeysPerMessage       = 64
-	maxRecordsPerMessage    = 16
-	maxQueuedPerHandshake   = 16
-	maxValueMessageBytes    = 60 << 10 // keeps every datagram under 64 KiB
-	defaultMaxHalfOpenShare = 4        // at most MaxSessions/4 half-open sessions
+	DefaultCloud           = "global"
+	DefaultK               = 16
+	DefaultAlpha           = 3
+	DefaultReplication     = 16
+	DefaultRecordLifetime  = time.Hour
+	DefaultRequestTimeout  = time.Second
+	DefaultSearchTimeout   = 10 * time.Second
+	DefaultMaxHops         = 16
+	DefaultRefreshInterval = 15 * time.Minute
+	DefaultTickInterval    = 30 * time.Second
+	DefaultPingAge         = time.Minute
+	DefaultSessionIdle     = 2 * time.Minute
+	DefaultValueGrace      = 250 * time.Millisecond
+	DefaultMaxSessions     = 256
+	DefaultMaxHalfOpen     = 2048
+	DefaultMaxRecords      = 4096
+	DefaultMaxRecordBytes  = 8 << 20
+	DefaultMaxPerSource    = 1024
+	DefaultMaxPublishers   = 8
+	DefaultMaxPerPublisher = 256
+	DefaultMaxPending      = 512
+	DefaultMaxOps          = 256
+	DefaultMaxRangeKeys    = 64
+	DefaultMaxFails        = 2
+	maxK                   = 32
+	maxContactsPerMessage  = 32
+	maxKeysPerMessage      = 64
+	maxRecordsPerMessage   = 16
+	maxQueuedPerHandshake  = 16
+	maxValueMessageBytes   = 60 << 10 // keeps every datagram under 64 KiB
 )
 
 // Config holds a Core's identity and tunables. Zero values select the defaults above.
@@ -82,8 +82,15 @@ type Config struct {
 	// ValueGrace: once a Resolve found a record it waits at most this long for
 	// answers already in flight (to prefer the newest replica) before completing.
 	ValueGrace time.Duration
-	// MaxSessions bounds the session table (established plus half-open).
+	// MaxSessions bounds the sessions in use (established, and those this
+	// node initiated); MaxHalfOpen, separately, the half-open ones it
+	// answered a HELLO for and that wait for the initiator's first DATA
+	// (default DefaultMaxHalfOpen: ~0.6 KB each). A seed answering a crowd
+	// of joiners holds one half-open session per joiner for a round trip
+	// plus its inbox's wait: 2,048 covers ~3,000 handshakes a second (one
+	// core's worth) with 0.7 s between HELLO and first DATA.
 	MaxSessions int
+	MaxHalfOpen int
 	// MaxRecords and MaxRecordBytes bound the records this node stores for others.
 	MaxRecords     int
 	MaxRecordBytes int
@@ -158,6 +165,7 @@ func (c *Config) ApplyDefaults() error {
 	def(&c.Replication, DefaultReplication)
 	def(&c.MaxHops, DefaultMaxHops)
 	def(&c.MaxSessions, DefaultMaxSessions)
+	def(&c.MaxHalfOpen, DefaultMaxHalfOpen)
 	def(&c.MaxRecords, DefaultMaxRecords)
 	def(&c.MaxRecordBytes, DefaultMaxRecordBytes)
 	def(&c.MaxPerSource, DefaultMaxPerSource)
@@ -249,6 +257,7 @@ type Stats struct {
 	ReplacementCacheSize int
 	Sessions             int
 	HalfOpenSessions     int
+	MaxHalfOpen          int
 	MaxSessions          int
 	RecordsStored        int
 	RecordBytes          int
@@ -274,6 +283,7 @@ type Stats struct {
 	RateLimited              uint64 // requests dropped over the per-source request limit
 	StoresRateLimited        uint64 // STOREs refused unverified over the per-source store limit
 	HandshakesRateLimited    uint64 // HELLOs dropped over the per-source handshake limit
+	HalfOpenEvicted          uint64 // half-open sessions evicted for a newer HELLO at MaxHalfOpen (their initiator must handshake again)
 	PrefixRefused            uint64 // contacts and lookup candidates turned away by Defence.PrefixCap
 }
 

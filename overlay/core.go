@@ -138,6 +138,7 @@ func (c *Core) Stats() Stats {
 	s.Sessions = len(c.sess.byIdx)
 	s.HalfOpenSessions = len(c.sess.halfOpen)
 	s.MaxSessions = c.cfg.MaxSessions
+	s.MaxHalfOpen = c.cfg.MaxHalfOpen
 	s.RecordsStored = c.store.count
 	s.RecordBytes = c.store.bytes
 	s.MaxRecords = c.cfg.MaxRecords
@@ -278,13 +279,23 @@ func (c *Core) reply(now int64, s *session, m *msg) {
 	}
 }
 
+// makeRoom evicts, before a session is added, the oldest half-open session
+// when MaxHalfOpen of them are waiting (halfOpen), or else the least
+// recently used other session while MaxSessions are open. The two are kept
+// apart: a crowd of joiners handshaking with one seed does not evict each
+// other's half-open sessions, nor the seed's established ones, before the
+// joiners' first DATA arrives.
 func (c *Core) makeRoom(now int64, halfOpen bool) {
-	if halfOpen && len(c.sess.halfOpen) >= max(1, c.cfg.MaxSessions/defaultMaxHalfOpenShare) {
-		if v := c.sess.victim(true); v != nil {
-			c.sess.remove(v)
+	if halfOpen {
+		if len(c.sess.halfOpen) >= c.cfg.MaxHalfOpen {
+			if v := c.sess.victim(true); v != nil {
+				c.sess.remove(v)
+				c.st.HalfOpenEvicted++
+			}
 		}
+		return
 	}
-	for len(c.sess.byIdx) >= c.cfg.MaxSessions {
+	for len(c.sess.byIdx)-len(c.sess.halfOpen) >= c.cfg.MaxSessions {
 		v := c.sess.victim(false)
 		if v == nil {
 			return
@@ -479,6 +490,7 @@ func (c *Core) onData(now int64, from netip.AddrPort, data []byte) {
 	s.lastRecv = now
 	c.sess.touch(s, now)
 	if s.state == sessHalfOpen {
+		c.makeRoom(now, false)
 		s.state = sessEstablished
 		c.sess.confirm(s)
 		s.hs = nil
@@ -1035,7 +1047,11 @@ func (c *Core) replicate(now int64) {
 	c.dirty = false
 	sent := 0
 	for _, k := range c.store.sortedKeys() {
-		if c.rt.countCloser(k, c.id, c.cfg.Replication) >= c.cfg.Replication {
+		// The owner of a record hands it on too, replica or not: its first
+		// publish may have reached only the few peers there were (the first
+		// node of a cloud publishes to the first joiner), and a holder that is
+		// not among the key's closest once the cloud grew passes nothing on.
+		if _, own := c.owned[k]; !own && c.rt.countCloser(k, c.id, c.cfg.Replication) >= c.cfg.Replication {
 			continue // not one of the key's replicas any more
 		}
 		targets := c.rt.closest(nil, k, c.cfg.Replication, c.id)

@@ -274,7 +274,7 @@ func TestBoundsHeld(t *testing.T) {
 	check := func(when string) {
 		for _, tn := range n.nodes {
 			st := tn.core.Stats()
-			if st.Sessions > st.MaxSessions || st.HalfOpenSessions > st.MaxSessions/defaultMaxHalfOpenShare ||
+			if st.Sessions-st.HalfOpenSessions > st.MaxSessions || st.HalfOpenSessions > st.MaxHalfOpen ||
 				st.RecordsStored > st.MaxRecords || st.MaxSourceRecords > 3 ||
 				st.PendingRequests > st.MaxPending || st.ActiveOps > st.MaxOps ||
 				st.RoutingTableSize > st.RoutingTableMax || st.ReplacementCacheSize > st.RoutingTableMax {

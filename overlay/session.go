@@ -429,7 +429,12 @@ func (t *sessionTable) sorted() []*session {
 // half-open sessions exceed their share, else the least recently used overall.
 func (t *sessionTable) victim(preferHalfOpen bool) *session {
 	if !preferHalfOpen {
-		return t.lruHead
+		for s := t.lruHead; s != nil; s = s.lruNext {
+			if s.state != sessHalfOpen {
+				return s
+			}
+		}
+		return nil
 	}
 	var v *session
 	for _, s := range t.halfOpen {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -52,9 +53,26 @@ type Config struct {
 	MaxDatagram int
 	// LeaveTimeout bounds the graceful leave in Close (default 1 s).
 	LeaveTimeout time.Duration
-	// RejoinInterval is how often a node that has seeds configured but an
-	// empty routing table asks its providers again and rejoins (default 30 s).
+	// JoinBackoff is how long a node whose join got no answer waits before
+	// it tries again (default DefaultJoinBackoff); each further failure
+	// doubles the wait, up to RejoinInterval, and every wait is jittered
+	// (between half and all of it) so that nodes that failed together do not
+	// come back together.
+	JoinBackoff time.Duration
+	// RejoinInterval caps the wait between join attempts, and is how often
+	// a joined node checks that its routing table still works (default
+	// 30 s). A node with seed providers keeps trying to join, through every
+	// seed its providers name and every contact its table holds, for as long
+	// as no join got an answer or its table is empty.
 	RejoinInterval time.Duration
+	// InboxMaxWait: a received datagram that waited longer than this for
+	// the event loop is dropped unread (NetStats.InboxStale; default
+	// DefaultInboxMaxWait, negative: never). A loop that far behind is
+	// overloaded (a seed under a crowd of joiners): whoever sent it has
+	// mostly given up (the core's request timeout is 1 s), and working
+	// through a backlog of such datagrams in order would make every answer
+	// too late; dropping them answers the fresh ones in time.
+	InboxMaxWait time.Duration
 	// BootstrapTimeout bounds one round of seed lookups (default 10 s).
 	BootstrapTimeout time.Duration
 	// LinkLocal, when set, makes the node answer link-local discovery probes
@@ -76,6 +94,8 @@ type Config struct {
 const (
 	DefaultLeaveTimeout     = time.Second
 	DefaultRejoinInterval   = 30 * time.Second
+	DefaultJoinBackoff      = time.Second
+	DefaultInboxMaxWait     = 300 * time.Millisecond
 	DefaultBootstrapTimeout = 10 * time.Second
 	// inboxSize is the queue of received datagrams between the socket readers
 	// and the event loop. The readers never wait on it: when the loop falls
@@ -142,14 +162,20 @@ type Node struct {
 	lastNow   time.Time
 	rejoinAt  time.Time
 	rejoining bool
+	backoff   time.Duration // wait before the next join attempt while not joined
+	tries     int           // join attempts since the node last had a working table
+	triedAt   time.Time     // when the first of those began (zero: none since the last join)
+	working   bool          // the routing table worked at the last check
+	rng       *mrand.Rand
 
 	// Shared with callers.
 	ps *persister // nil without StateDir; set before the loop starts
 
-	ready   atomic.Bool
-	statsMu sync.Mutex
-	snap    overlay.Stats // core stats when the loop is not running
-	nst     NetStats      // driver counters
+	ready      atomic.Bool
+	aloneNoted atomic.Bool // a search failed for want of peers, and the log said so
+	statsMu    sync.Mutex
+	snap       overlay.Stats // core stats when the loop is not running
+	nst        NetStats      // driver counters
 }
 
 const (
@@ -161,6 +187,7 @@ const (
 type inDatagram struct {
 	from netip.AddrPort
 	data []byte
+	at   time.Time // when it was read (monotonic)
 }
 
 // nodeCall is a request into the event loop: either an operation to start
@@ -192,6 +219,16 @@ type NetStats struct {
 	AloneReason string
 	Seeds       int // seed addresses found by the last bootstrap
 	Joins       int // join attempts (first one included)
+	// Joined says the node's routing table works: a join (or the core's own
+	// self-lookup) got an answer and the table holds a peer.
+	Joined bool
+	// JoinTries is how many join attempts the current (or, once Joined, the
+	// last) join took; JoinTook the time from its first attempt until it
+	// joined (0 while not joined).
+	JoinTries int
+	JoinTook  time.Duration
+	// NextJoin is when the next join attempt is due (zero when joined).
+	NextJoin time.Time
 
 	DatagramsIn, DatagramsOut uint64
 	BytesIn, BytesOut         uint64
@@ -199,7 +236,8 @@ type NetStats struct {
 	MessagesFragmented        uint64 // outgoing messages split into fragments
 	MessagesTooLarge          uint64 // outgoing messages over the fragmentation limit (dropped)
 	FramesRejected            uint64 // incoming datagrams refused by the framing layer
-	InboxDrops                uint64 // datagrams dropped because the event loop fell behind
+	InboxDrops                uint64 // datagrams dropped because the inbox was full (the event loop fell behind)
+	InboxStale                uint64 // datagrams dropped for waiting longer than InboxMaxWait
 	Reassembly                ReassemblyStats
 }
 
@@ -242,6 +280,12 @@ func New(cfg Config) (*Node, error) {
 	if cfg.RejoinInterval <= 0 {
 		cfg.RejoinInterval = DefaultRejoinInterval
 	}
+	if cfg.JoinBackoff <= 0 {
+		cfg.JoinBackoff = min(DefaultJoinBackoff, cfg.RejoinInterval)
+	}
+	if cfg.InboxMaxWait == 0 {
+		cfg.InboxMaxWait = DefaultInboxMaxWait
+	}
 	if cfg.BootstrapTimeout <= 0 {
 		cfg.BootstrapTimeout = DefaultBootstrapTimeout
 	}
@@ -269,6 +313,7 @@ func New(cfg Config) (*Node, error) {
 		reasm:   newReassembler(reasmConfig{}),
 		snap:    overlay.Stats{ID: id, MaxSessions: checked.MaxSessions, MaxRecords: checked.MaxRecords, MaxRecordBytes: checked.MaxRecordBytes, MaxPending: checked.MaxPending, MaxOps: checked.MaxOps},
 		waiting: make(map[overlay.OpID]*nodeCall),
+		rng:     mrand.New(mrand.NewPCG(binary.BigEndian.Uint64(seed[:8]), uint64(seed[8])<<32|uint64(seed[9]))),
 
 		defaultListen: defaultListen,
 	}
@@ -338,16 +383,21 @@ func (n *Node) Start(ctx context.Context) error {
 		n.shutdown(false)
 		return fmt.Errorf("overlay: start: bootstrap: %w", context.Cause(ctx))
 	}
-	c, err := n.do(ctx, func(now time.Time) overlay.OpID { return n.core.Join(now, seeds) }, join)
+	c, err := n.do(ctx, func(now time.Time) overlay.OpID { return n.beginJoin(now, seeds) }, join)
 	if err != nil {
 		n.shutdown(false)
 		return fmt.Errorf("overlay: start: join: %w", err)
 	}
 	switch {
 	case c.Err == nil:
-		n.log.Info("joined", "seeds", len(seeds), "addrs", n.Addrs(), "hops", c.Path.Hops)
+		// joined logged it
 	case errors.Is(c.Err, overlay.ErrAlone):
-		n.log.Info("started alone", "reason", n.NetStats().AloneReason, "addrs", n.Addrs())
+		ns := n.NetStats()
+		if ns.AloneReason == AloneNoSeedAnswered {
+			n.log.Info("started alone", "reason", ns.AloneReason, "addrs", n.Addrs(), "retry_in", time.Until(ns.NextJoin).Round(time.Millisecond))
+		} else {
+			n.log.Info("started alone", "reason", ns.AloneReason, "addrs", n.Addrs())
+		}
 	default:
 		n.shutdown(false)
 		return fmt.Errorf("overlay: start: join: %w", c.Err)
@@ -614,7 +664,7 @@ func (n *Node) read(c *net.UDPConn) {
 			continue
 		}
 		failures = 0
-		d := inDatagram{from: unmapAddrPort(from), data: append([]byte(nil), buf[:nr]...)}
+		d := inDatagram{from: unmapAddrPort(from), data: append([]byte(nil), buf[:nr]...), at: time.Now()}
 		select {
 		case n.inbox <- d:
 		case <-n.stop:
@@ -725,6 +775,12 @@ func (n *Node) arm(t *time.Timer) {
 
 // receive reassembles a datagram and hands complete messages to the core.
 func (n *Node) receive(now time.Time, d inDatagram) {
+	if mw := n.cfg.InboxMaxWait; mw > 0 && !d.at.IsZero() && time.Since(d.at) > mw {
+		n.statsMu.Lock()
+		n.nst.InboxStale++
+		n.statsMu.Unlock()
+		return
+	}
 	msg, err := n.reasm.add(now, d.from, d.data)
 	n.statsMu.Lock()
 	n.nst.DatagramsIn++
@@ -814,15 +870,12 @@ func (n *Node) send(s overlay.Send) {
 // joined records the outcome of a join (on the loop goroutine).
 func (n *Node) joined(c overlay.Completion, info *joinInfo) {
 	n.rejoining = false
-	if len(n.cfg.Bootstrap) > 0 {
-		n.rejoinAt = n.lastNow.Add(n.cfg.RejoinInterval)
-	}
-	if c.Err != nil && !errors.Is(c.Err, overlay.ErrAlone) {
-		n.log.Warn("join failed", "err", c.Err)
-		return
-	}
+	now := n.lastNow
+	n.tries++
 	reason := ""
-	if c.Err != nil {
+	if c.Err != nil && !errors.Is(c.Err, overlay.ErrAlone) {
+		n.log.Warn("join failed", "err", c.Err, "tries", n.tries)
+	} else if c.Err != nil {
 		switch {
 		case !info.configured:
 			reason = AloneNoSeedsConfigured
@@ -833,21 +886,100 @@ func (n *Node) joined(c overlay.Completion, info *joinInfo) {
 		}
 	}
 	n.statsMu.Lock()
-	n.nst.AloneReason = reason
-	n.nst.Seeds = info.seeds
+	if c.Err == nil || reason != "" {
+		n.nst.AloneReason = reason
+		n.nst.Seeds = info.seeds
+	}
 	n.nst.Joins++
 	n.statsMu.Unlock()
+	if !n.checkJoined(now, "join", c.Path.Hops) && len(n.cfg.Bootstrap) > 0 {
+		n.scheduleRetry(now)
+	}
 	n.ready.Store(true)
 }
 
-// maybeRejoin starts a new bootstrap round when the node has seed
-// providers but nobody in its routing table (on the loop goroutine).
+// beginJoin starts a join attempt through seeds (on the loop goroutine),
+// noting when the first attempt of a join began.
+func (n *Node) beginJoin(now time.Time, seeds []netip.AddrPort) overlay.OpID {
+	if n.triedAt.IsZero() {
+		n.triedAt = now
+	}
+	return n.core.Join(now, seeds)
+}
+
+// tableWorks reports whether the routing table is of use: some join or
+// self-lookup got an answer, and the table holds a peer.
+func (n *Node) tableWorks() bool {
+	st := n.core.Stats()
+	return st.Joined && st.RoutingTableSize > 0
+}
+
+// checkJoined notes a change between a working and a broken routing table:
+// the first check that finds it working logs that the node joined, and
+// after how many tries; one that finds it broken again starts the join
+// backoff over. It reports whether the table works.
+func (n *Node) checkJoined(now time.Time, via string, hops int) bool {
+	works := n.tableWorks()
+	switch {
+	case works && !n.working:
+		var took time.Duration
+		if !n.triedAt.IsZero() {
+			took = now.Sub(n.triedAt)
+		}
+		n.triedAt = time.Time{}
+		n.log.Info("joined", "via", via, "tries", max(n.tries, 1), "after", took.Round(time.Millisecond),
+			"peers", n.core.Stats().RoutingTableSize, "addrs", n.Addrs(), "hops", hops)
+		n.statsMu.Lock()
+		n.nst.Joined, n.nst.JoinTries, n.nst.JoinTook, n.nst.NextJoin = true, max(n.tries, 1), took, time.Time{}
+		n.nst.AloneReason = ""
+		n.statsMu.Unlock()
+		n.aloneNoted.Store(false)
+		n.tries, n.backoff = 0, 0
+		if len(n.cfg.Bootstrap) > 0 {
+			n.rejoinAt = now.Add(n.cfg.RejoinInterval)
+		}
+	case !works && n.working:
+		n.log.Info("routing table no longer works; joining again", "peers", n.core.Stats().RoutingTableSize)
+		n.statsMu.Lock()
+		n.nst.Joined, n.nst.JoinTook = false, 0
+		n.statsMu.Unlock()
+		n.tries, n.backoff = 0, 0
+	}
+	n.working = works
+	return works
+}
+
+// scheduleRetry sets the next join attempt: JoinBackoff after the first
+// failure, doubling up to RejoinInterval, each wait drawn between half and
+// all of its nominal value.
+func (n *Node) scheduleRetry(now time.Time) {
+	if n.backoff == 0 {
+		n.backoff = n.cfg.JoinBackoff
+	} else {
+		n.backoff = min(2*n.backoff, n.cfg.RejoinInterval)
+	}
+	wait := n.backoff/2 + time.Duration(n.rng.Int64N(int64(n.backoff/2)+1))
+	n.rejoinAt = now.Add(wait)
+	n.statsMu.Lock()
+	n.nst.JoinTries = n.tries
+	n.nst.NextJoin = n.rejoinAt
+	n.statsMu.Unlock()
+	n.log.Debug("join got no answer; retrying", "tries", n.tries, "in", wait.Round(time.Millisecond))
+}
+
+// maybeRejoin, when a check is due, starts a new bootstrap round and join
+// if the node has seed providers and its routing table does not work (on
+// the loop goroutine). Stale entries do not hold a node back: contacts that
+// never answered a lookup do not make a working table.
 func (n *Node) maybeRejoin(now time.Time) {
 	if n.rejoinAt.IsZero() || now.Before(n.rejoinAt) {
 		return
 	}
 	n.rejoinAt = now.Add(n.cfg.RejoinInterval)
-	if n.rejoining || n.core.Stats().RoutingTableSize > 0 {
+	if n.rejoining {
+		return
+	}
+	if n.checkJoined(now, "self-lookup", 0) {
 		return
 	}
 	n.rejoining = true
@@ -862,7 +994,7 @@ func (n *Node) rejoin() {
 	if err != nil {
 		n.log.Debug("rejoin bootstrap", "seeds", len(seeds), "err", err)
 	}
-	c := &nodeCall{start: func(now time.Time) overlay.OpID { return n.core.Join(now, seeds) }, join: info}
+	c := &nodeCall{start: func(now time.Time) overlay.OpID { return n.beginJoin(now, seeds) }, join: info}
 	select {
 	case n.calls <- c:
 	case <-n.stop:
@@ -1002,9 +1134,25 @@ func (n *Node) Resolve(ctx context.Context, key identity.Key) ([]*records.Record
 		err = c.Err
 	}
 	if err != nil {
+		n.noteAlone(err)
 		return nil, c.Path, fmt.Errorf("overlay: resolve %s: %w", key, err)
 	}
 	return c.Records, c.Path, nil
+}
+
+// noteAlone logs, once per spell of loneliness, that searches fail because
+// the node has no peer, and what it does about it.
+func (n *Node) noteAlone(err error) {
+	if !errors.Is(err, overlay.ErrAlone) || n.aloneNoted.Swap(true) {
+		return
+	}
+	ns := n.NetStats()
+	if ns.AloneReason == AloneNoSeedsConfigured || ns.AloneReason == AloneNoSeedsFound {
+		n.log.Info("searches fail: alone", "reason", ns.AloneReason)
+		return
+	}
+	n.log.Warn("searches fail: alone, no peer answered yet; still joining", "tries", ns.JoinTries,
+		"next_try_in", time.Until(ns.NextJoin).Round(time.Millisecond))
 }
 
 // Nearest returns up to count registered keys closest to key.

@@ -684,3 +684,58 @@ func TestNodeCloseDuringStart(t *testing.T) {
 		t.Fatal("Close did not end a Start waiting on its bootstrap provider")
 	}
 }
+
+// TestNodeJoinsOnceSeedComesUp: a node whose only seed is down at first
+// starts alone and keeps trying, with a backoff that starts at JoinBackoff
+// and doubles up to RejoinInterval; once the seed comes up it joins by
+// itself at its next try, long before RejoinInterval, without a restart,
+// and NetStats (and the log) say after how many tries.
+func TestNodeJoinsOnceSeedComesUp(t *testing.T) {
+	t.Parallel()
+	port, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aAddr := port.LocalAddr().String()
+	port.Close()
+	cfgB := udpTestConfig(31, "127.0.0.1:0")
+	cfgB.Core.RequestTimeout = 200 * time.Millisecond
+	cfgB.Bootstrap = []bootstrap.Provider{bootstrap.Static{Addrs: []string{aAddr}}}
+	cfgB.JoinBackoff = 100 * time.Millisecond
+	cfgB.RejoinInterval = 20 * time.Second // the cap; an old-style fixed retry would wait this long
+	b := startNode(t, cfgB)
+	ns := b.NetStats()
+	if ns.AloneReason != AloneNoSeedAnswered || ns.Joined || ns.NextJoin.IsZero() {
+		t.Fatalf("b after a start with its seed down: NetStats %+v, want alone (%q) with a next try", ns, AloneNoSeedAnswered)
+	}
+	// It keeps trying while the seed is down: 100 ms, 200 ms, 400 ms (each
+	// jittered to between half and all of it), plus two 200 ms request
+	// timeouts per try.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for b.NetStats().Joins < 3 {
+		if ctx.Err() != nil {
+			t.Fatalf("b did not retry its join: NetStats %+v", b.NetStats())
+		}
+		waitTick(ctx, 20*time.Millisecond)
+	}
+	up := time.Now()
+	a := startNode(t, udpTestConfig(30, aAddr))
+	// The next try comes at most one backoff (by now at most 1.6 s) after
+	// the seed came up, and a join takes a round trip or two.
+	const bound = 4 * time.Second
+	for !b.NetStats().Joined {
+		if time.Since(up) > bound {
+			t.Fatalf("b not joined %v after its seed came up: NetStats %+v", bound, b.NetStats())
+		}
+		waitTick(ctx, 20*time.Millisecond)
+	}
+	ns = b.NetStats()
+	t.Logf("b joined %v after its seed came up, after %d tries (%v)", time.Since(up).Round(time.Millisecond), ns.JoinTries, ns.JoinTook.Round(time.Millisecond))
+	if ns.AloneReason != "" || ns.JoinTries < 3 || ns.JoinTook <= 0 || !ns.NextJoin.IsZero() || b.Stats().RoutingTableSize == 0 {
+		t.Fatalf("b after joining: NetStats %+v", ns)
+	}
+	if a.Stats().RoutingTableSize == 0 {
+		t.Fatal("a does not know b")
+	}
+}

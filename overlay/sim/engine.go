@@ -70,6 +70,23 @@ type Network struct {
 	// 2^27 keeps clear of the nodes' own /48s; see addrIn) when it reports
 	// true; other nodes keep their own /48 (AddrOf).
 	PrefixOf func(i int) (g uint32, ok bool)
+
+	// The per-node processing budget, as a real node's single event loop
+	// has: each datagram occupies its receiver for ServiceTime (a HELLO or
+	// HELLO_ACK, which costs a certificate check and an X25519, for
+	// HandshakeTime when that is set), one after another in arrival order; a
+	// datagram that arrives while the node is busy waits in its inbox, and
+	// one that finds InboxLimit datagrams waiting is dropped (Overloaded),
+	// as the UDP driver drops when its loop falls behind. Zero ServiceTime
+	// and HandshakeTime: every node is infinitely fast (the default).
+	// Timers and API calls take no time.
+	ServiceTime, HandshakeTime time.Duration
+	InboxLimit                 int // 0 = unbounded
+	// InboxMaxWait, when set, drops a datagram that would wait longer than
+	// this in a busy node's inbox (Stale), as the UDP driver drops what sat
+	// in its inbox past node.Config.InboxMaxWait: its sender has given up
+	// on it, and serving it only delays those that have not.
+	InboxMaxWait time.Duration
 }
 
 // Validate reports whether the model is usable.
@@ -81,6 +98,8 @@ func (n *Network) Validate() error {
 		return fmt.Errorf("%w: probabilities must be in [0,1]", ErrBadConfig)
 	case n.ReorderDelay < 0:
 		return fmt.Errorf("%w: negative reorder delay", ErrBadConfig)
+	case n.ServiceTime < 0 || n.HandshakeTime < 0 || n.InboxLimit < 0 || n.InboxMaxWait < 0:
+		return fmt.Errorf("%w: negative processing budget", ErrBadConfig)
 	}
 	return nil
 }
@@ -98,6 +117,10 @@ type Counters struct {
 	ToDead, Unroutable    uint64 // addressed to a failed node or to no node
 	Duplicated, Reordered uint64
 	Intercepted           uint64  // dropped by the Interceptor
+	Queued                uint64  // datagrams that waited for their busy receiver
+	Overloaded            uint64  // dropped at a full inbox (Network.InboxLimit)
+	Stale                 uint64  // dropped for waiting too long (Network.InboxMaxWait)
+	MaxInbox              int     // most datagrams waiting at one node
 	Timers, Calls         uint64  // timer expiries and scheduled calls run
 	Events                uint64  // everything popped from the queues
 	MaxQueue              int     // high-water mark of datagrams and calls in flight
@@ -112,6 +135,8 @@ type event struct {
 	from int32
 	data []byte
 	fn   func(now time.Time)
+	// admitted: the datagram waited in its receiver's inbox and is due now
+	admitted bool
 }
 
 type timerEntry struct {
@@ -126,6 +151,8 @@ type slot struct {
 	timerPos int32 // index in the timer heap, -1 when none
 	timerAt  int64
 	since    int64 // when it was added (for node-seconds)
+	busy     int64 // the node's loop is busy until then (processing budget)
+	waiting  int32 // datagrams in its inbox
 }
 
 // Engine is the discrete-event loop: a virtual clock, a queue of datagrams and
@@ -400,14 +427,46 @@ func (e *Engine) dispatch(ev event) {
 		e.c.ToDead++
 		return
 	}
-	if e.cut(ev.from, ev.to) {
+	if !ev.admitted && e.cut(ev.from, ev.to) {
 		e.c.Partitioned++
 		return
+	}
+	if ev.admitted {
+		s.waiting--
+	} else if cost := e.serviceTime(ev.data); cost > 0 {
+		if s.busy > e.now {
+			if lim := e.net.InboxLimit; lim > 0 && int(s.waiting) >= lim {
+				e.c.Overloaded++
+				return
+			}
+			if mw := int64(e.net.InboxMaxWait); mw > 0 && s.busy-e.now > mw {
+				e.c.Stale++
+				return
+			}
+			s.waiting++
+			e.c.Queued++
+			e.c.MaxInbox = max(e.c.MaxInbox, int(s.waiting))
+			ev.at, ev.admitted = s.busy, true
+			s.busy += cost
+			e.push(ev)
+			return
+		}
+		s.busy = e.now + cost
 	}
 	e.c.Delivered++
 	e.mix(3, ev.to, ev.from, ev.data)
 	s.host.HandleDatagram(e.Now(), e.addrOf(int(ev.from)), ev.data)
 	e.settle(ev.to)
+}
+
+// serviceTime is how long a datagram occupies its receiver (Network's
+// processing budget). The packet type is the second byte of the core's
+// datagram header (docs/protocol.md): 1 HELLO, 2 HELLO_ACK.
+func (e *Engine) serviceTime(data []byte) int64 {
+	if e.net.HandshakeTime > 0 && len(data) > 1 && (data[1] == 1 || data[1] == 2) {
+		return int64(e.net.HandshakeTime)
+	}
+	return int64(e.net.ServiceTime)
 }
 
 // settle collects node i's datagrams and reschedules its timer.

@@ -77,6 +77,24 @@ type Report struct {
 	FailedNodes     int `json:"failed_nodes"`
 	LateJoins       int `json:"late_joins"`
 
+	// Flash crowd (Config.FlashCrowd), at the start of the lookup phase: the
+	// crowd's join times (first try to joined), how many joined within 10,
+	// 30 and 60 s, how many were still alone; the processing budget's
+	// datagrams that waited in an inbox or found it full.
+	JoinTimes   []time.Duration `json:"-"`
+	JoinP50ms   float64         `json:"join_p50_ms,omitempty"`
+	JoinP90ms   float64         `json:"join_p90_ms,omitempty"`
+	JoinP99ms   float64         `json:"join_p99_ms,omitempty"`
+	JoinMaxMs   float64         `json:"join_max_ms,omitempty"`
+	JoinedIn10s int             `json:"joined_in_10s,omitempty"`
+	JoinedIn30s int             `json:"joined_in_30s,omitempty"`
+	JoinedIn60s int             `json:"joined_in_60s,omitempty"`
+	Alone       int             `json:"alone"`
+	Queued      uint64          `json:"queued,omitempty"`
+	Overloaded  uint64          `json:"overloaded,omitempty"`
+	InboxStale  uint64          `json:"inbox_stale,omitempty"`
+	MaxInbox    int             `json:"max_inbox,omitempty"`
+
 	Probes           int `json:"probes"`
 	ProbeRetries     int `json:"probe_retries"`
 	Sweeps           int `json:"sweeps"`
@@ -130,6 +148,35 @@ time             %.0f s virtual, %.1f s wall
 		r.VirtualS, r.WallS)
 	if err != nil {
 		return fmt.Errorf("sim: write report: %w", err)
+	}
+	if len(r.JoinTimes) > 0 || r.Alone > 0 {
+		if _, err := fmt.Fprintf(out, "flash crowd      joined p50 %.0f ms  p90 %.0f ms  p99 %.0f ms  max %.0f ms; within 10 s %d, 30 s %d, 60 s %d; alone %d\nbudget           %d datagrams waited in an inbox, %d dropped at a full inbox, %d for waiting too long (max %d waiting)\n",
+			r.JoinP50ms, r.JoinP90ms, r.JoinP99ms, r.JoinMaxMs, r.JoinedIn10s, r.JoinedIn30s, r.JoinedIn60s, r.Alone,
+			r.Queued, r.Overloaded, r.InboxStale, r.MaxInbox); err != nil {
+			return fmt.Errorf("sim: write report: %w", err)
+		}
+		if n := len(r.JoinTimes); n > 0 {
+			line := "join time CDF   "
+			for d := 1; d <= 10; d++ {
+				line += fmt.Sprintf(" p%d %.1fs", d*10, r.JoinTimes[min(n-1, d*n/10)].Seconds())
+			}
+			if _, err := fmt.Fprintln(out, line); err != nil {
+				return fmt.Errorf("sim: write report: %w", err)
+			}
+			hist := "joined per second"
+			for s := 0; s <= int(r.JoinTimes[n-1].Seconds()); s++ {
+				c := 0
+				for _, d := range r.JoinTimes {
+					if int(d.Seconds()) == s {
+						c++
+					}
+				}
+				hist += fmt.Sprintf(" [%d,%d)s:%d", s, s+1, c)
+			}
+			if _, err := fmt.Fprintln(out, hist); err != nil {
+				return fmt.Errorf("sim: write report: %w", err)
+			}
+		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(r.OtherErrorKinds)) {
 		if _, err := fmt.Fprintf(out, "other error      %d × %s\n", r.OtherErrorKinds[k], k); err != nil {

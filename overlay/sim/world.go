@@ -64,6 +64,17 @@ type Config struct {
 	// Settle is the quiet time after the last join and after the publishes (default 20 s).
 	Settle time.Duration
 
+	// FlashCrowd, when set, replaces the steady joins by a crowd: the
+	// CrowdSeeds first nodes join one after another (the first alone, the
+	// others through it), then every other node joins within FlashCrowd
+	// (uniformly spread), through those seeds only. A node whose join gets
+	// no answer tries again as the UDP driver does (node.Config.JoinBackoff):
+	// after 1 s, doubling up to 30 s, each wait jittered between half and all
+	// of it, for as long as the run lasts. Report.JoinTimes give the time
+	// from each crowd node's first try to its successful join.
+	FlashCrowd time.Duration
+	CrowdSeeds int // default 1
+
 	// Publishers is the fraction of nodes that publish one secured name (default 0.1).
 	Publishers float64
 	// Lookups is the number of lookups of published names, issued from random
@@ -120,6 +131,12 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.Seeds <= 0 {
 		c.Seeds = 3
+	}
+	if c.FlashCrowd < 0 || c.CrowdSeeds < 0 || c.FlashCrowd > 0 && c.CrowdSeeds >= c.Nodes {
+		return fmt.Errorf("%w: flash crowd %v through %d seeds of %d nodes", ErrBadConfig, c.FlashCrowd, c.CrowdSeeds, c.Nodes)
+	}
+	if c.CrowdSeeds == 0 {
+		c.CrowdSeeds = 1
 	}
 	if c.Settle <= 0 {
 		c.Settle = 20 * time.Second
@@ -211,8 +228,11 @@ type World struct {
 	names []published
 	live  []int32 // indices into names that were published
 	ready []int32 // nodes whose join completed
-	doom  []bool  // nodes scheduled to fail
-	ops   map[opKey]opInfo
+	// Flash crowd: when each node first tried to join, and how long its join
+	// took (-1: not joined yet).
+	joinFirst, joinTook []int64
+	doom                []bool // nodes scheduled to fail
+	ops                 map[opKey]opInfo
 
 	attack *attackState // nil without Config.Attack
 
@@ -268,6 +288,10 @@ func (w *World) Run(ctx context.Context) (*Report, error) {
 	c := &w.cfg
 	rng := w.e.Rand()
 	joinSpan := time.Duration(float64(c.Nodes-1) / c.JoinRate * float64(time.Second))
+	if c.FlashCrowd > 0 {
+		// The seeds, 100 ms apart, then the crowd.
+		joinSpan = crowdStart(c.CrowdSeeds) + c.FlashCrowd
+	}
 	w.joinEnd = joinSpan + c.Settle
 	publishSpan := 10 * time.Second
 	w.lookupStart = w.joinEnd + publishSpan + c.Settle
@@ -276,7 +300,12 @@ func (w *World) Run(ctx context.Context) (*Report, error) {
 
 	w.setupAttack()
 	// Initial joins, one call chained to the next so the queue stays small.
-	w.chain(c.Nodes, 0, joinSpan, func(k int, _ time.Time) { w.addNode() })
+	if c.FlashCrowd > 0 {
+		w.chain(c.CrowdSeeds, 0, crowdStart(c.CrowdSeeds)-100*time.Millisecond, func(int, time.Time) { w.addNode() })
+		w.chain(c.Nodes-c.CrowdSeeds, crowdStart(c.CrowdSeeds), c.FlashCrowd, func(int, time.Time) { w.addNode() })
+	} else {
+		w.chain(c.Nodes, 0, joinSpan, func(k int, _ time.Time) { w.addNode() })
+	}
 
 	// Publishers: a random subset of the initial nodes.
 	nPub := int(math.Round(c.Publishers * float64(c.Nodes)))
@@ -408,12 +437,27 @@ func (w *World) addNode() {
 	w.join(i, 0)
 }
 
+// crowdStart is when a flash crowd starts after its n seeds.
+func crowdStart(n int) time.Duration { return time.Duration(n)*100*time.Millisecond + time.Second }
+
 func (w *World) join(i int, attempt int8) {
 	if !w.e.Alive(i) {
 		return
 	}
 	now := w.e.Now()
 	seeds := w.pickSeeds(i)
+	if w.cfg.FlashCrowd > 0 {
+		seeds = seeds[:0]
+		for j := range min(i, w.cfg.CrowdSeeds) {
+			seeds = append(seeds, w.e.addrOf(j))
+		}
+		for len(w.joinFirst) <= i {
+			w.joinFirst, w.joinTook = append(w.joinFirst, -1), append(w.joinTook, -1)
+		}
+		if w.joinFirst[i] < 0 {
+			w.joinFirst[i] = int64(w.e.Elapsed())
+		}
+	}
 	w.attackSeeds(i, seeds)
 	op := w.nodes[i].Join(now, seeds)
 	w.ops[opKey{int32(i), op}] = opInfo{kind: opJoin, attempt: attempt, start: int64(w.e.Elapsed())}
@@ -534,6 +578,15 @@ func (w *World) complete(i int32, now time.Time, c *overlay.Completion) {
 		switch {
 		case c.Err == nil, i == 0 && errors.Is(c.Err, overlay.ErrAlone):
 			w.ready = append(w.ready, i)
+			if w.cfg.FlashCrowd > 0 && int(i) < len(w.joinTook) {
+				w.joinTook[i] = int64(w.e.Elapsed()) - w.joinFirst[i]
+			}
+		case w.cfg.FlashCrowd > 0:
+			// The driver's backoff: 1 s doubling to 30 s, jittered.
+			w.rep.JoinRetries++
+			nominal := min(time.Second<<min(info.attempt, 5), 30*time.Second)
+			wait := nominal/2 + time.Duration(w.e.Rand().Int64N(int64(nominal/2)+1))
+			w.e.After(wait, func(time.Time) { w.join(int(i), min(info.attempt+1, 100)) })
 		case info.attempt < 4:
 			w.rep.JoinRetries++
 			w.e.After(2*time.Second, func(time.Time) { w.join(int(i), info.attempt+1) })
@@ -679,7 +732,8 @@ func (w *World) sweep(now time.Time) {
 			}
 		}
 		check("routing table", s.RoutingTableSize, s.RoutingTableMax)
-		check("sessions", s.Sessions, s.MaxSessions)
+		check("sessions", s.Sessions-s.HalfOpenSessions, s.MaxSessions)
+		check("half-open sessions", s.HalfOpenSessions, s.MaxHalfOpen)
 		check("records stored", s.RecordsStored, s.MaxRecords)
 		check("record bytes", s.RecordBytes, s.MaxRecordBytes)
 		check("pending requests", s.PendingRequests, s.MaxPending)
@@ -711,6 +765,53 @@ func (w *World) startLookupPhase() {
 	}
 	w.rep.Joined = len(w.ready)
 	w.rep.Published = len(w.live)
+	w.crowdReport()
+}
+
+// crowdReport fills the flash crowd's join-time figures (at the start of
+// the lookup phase): percentiles of the crowd nodes' join times, how many
+// were joined within 10, 30 and 60 s of their first try, and how many were
+// alone (not joined, or with an empty routing table).
+func (w *World) crowdReport() {
+	if w.cfg.FlashCrowd <= 0 {
+		return
+	}
+	var took []time.Duration
+	for i := w.cfg.CrowdSeeds; i < len(w.joinTook); i++ {
+		if !w.e.Alive(i) {
+			continue
+		}
+		if w.joinTook[i] < 0 || w.nodes[i].Stats().RoutingTableSize == 0 {
+			w.rep.Alone++
+			continue
+		}
+		took = append(took, time.Duration(w.joinTook[i]))
+	}
+	slices.Sort(took)
+	w.rep.JoinTimes = took
+	pct := func(p float64) float64 {
+		if len(took) == 0 {
+			return 0
+		}
+		return float64(took[min(len(took)-1, int(p*float64(len(took))))]) / 1e6
+	}
+	w.rep.JoinP50ms, w.rep.JoinP90ms, w.rep.JoinP99ms = pct(0.5), pct(0.9), pct(0.99)
+	if len(took) > 0 {
+		w.rep.JoinMaxMs = float64(took[len(took)-1]) / 1e6
+	}
+	for _, d := range took {
+		if d <= 10*time.Second {
+			w.rep.JoinedIn10s++
+		}
+		if d <= 30*time.Second {
+			w.rep.JoinedIn30s++
+		}
+		if d <= 60*time.Second {
+			w.rep.JoinedIn60s++
+		}
+	}
+	c := w.e.Counters()
+	w.rep.Overloaded, w.rep.InboxStale, w.rep.Queued, w.rep.MaxInbox = c.Overloaded, c.Stale, c.Queued, c.MaxInbox
 }
 
 func (w *World) endLookupPhase() {

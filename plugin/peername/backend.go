@@ -117,7 +117,9 @@ func (n *netNode) Unpublish(ctx context.Context, name identity.Name) error {
 // Stats implements overlayNode.
 func (n *netNode) Stats() nodeStats {
 	st := n.Node.Stats()
+	ns := n.Node.NetStats()
 	return nodeStats{RoutingTableSize: st.RoutingTableSize, RecordsStored: st.RecordsStored,
+		JoinTries: ns.JoinTries, Joined: ns.Joined || n.knowinglyAlone(),
 		Dropped: map[string]uint64{
 			dropAuth:            st.DroppedAuth - st.DroppedPuzzle,
 			dropPuzzle:          st.DroppedPuzzle,
@@ -125,5 +127,8 @@ func (n *netNode) Stats() nodeStats {
 			dropRecordsRejected: st.RecordsRejected,
 			dropRateLimited:     st.RateLimited + st.StoresRateLimited + st.HandshakesRateLimited,
 			dropPrefixCap:       st.PrefixRefused,
+			dropInboxFull:       ns.InboxDrops,
+			dropInboxStale:      ns.InboxStale,
+			dropHalfOpenEvicted: st.HalfOpenEvicted,
 		}}
 }

@@ -26,6 +26,9 @@ const (
 	dropRecordsRejected = "records_rejected"
 	dropRateLimited     = "rate_limited"
 	dropPrefixCap       = "prefix_cap"
+	dropInboxFull       = "inbox_full"        // the event loop fell behind, its inbox was full
+	dropInboxStale      = "inbox_stale"       // waited in the inbox past its useful life
+	dropHalfOpenEvicted = "half_open_evicted" // handshakes answered, evicted before the joiner's first DATA
 )
 
 var (
@@ -63,8 +66,22 @@ var (
 		Namespace: plugin.Namespace,
 		Subsystem: "peername",
 		Name:      "dropped_total",
-		Help:      "Counter of datagrams, contacts and records the overlay node turned away, by reason (auth, puzzle, malformed, records_rejected, rate_limited, prefix_cap).",
+		Help:      "Counter of datagrams, contacts and records the overlay node turned away, by reason (auth, puzzle, malformed, records_rejected, rate_limited, prefix_cap, inbox_full, inbox_stale, half_open_evicted).",
 	}, []string{"node", "reason"})
+	// joinTries is how many attempts the node's current join (or, once
+	// joined, its last one) took; joined says whether its routing table works.
+	joinTries = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "peername",
+		Name:      "join_tries",
+		Help:      "Join attempts of the overlay node's current join, or of its last one once joined.",
+	}, []string{"node"})
+	joinedGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "peername",
+		Name:      "joined",
+		Help:      "1 when the overlay node has joined (its routing table works), 0 while it is alone and still trying.",
+	}, []string{"node"})
 	// publishCount counts the node's publish and unpublish operations.
 	publishCount = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,

@@ -19,6 +19,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/peername/peername/identity"
+	"github.com/peername/peername/overlay"
 	"github.com/peername/peername/resolver"
 )
 
@@ -126,6 +127,12 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		m.Rcode = dns.RcodeNameError
 		m.Ns = []dns.RR{p.soa(zone)}
 		return p.write(w, m, server)
+	case errors.Is(err, overlay.ErrAlone):
+		// The node has no peer yet and keeps joining; it says so in its
+		// log once (node.Node), so no error goes to the errors plugin's
+		// line per query. The server writes the SERVFAIL.
+		queryCount.WithLabelValues(server, resultServFail).Inc()
+		return dns.RcodeServerFailure, nil
 	case err != nil:
 		queryCount.WithLabelValues(server, resultServFail).Inc()
 		return dns.RcodeServerFailure, plugin.Error(pluginName, err)

@@ -48,6 +48,9 @@ type nodeStats struct {
 	// Dropped holds the node's cumulative counts of what its defences and
 	// limits turned away, by the reason label of dropped_total.
 	Dropped map[string]uint64
+	// JoinTries and Joined: see node.NetStats.
+	JoinTries int
+	Joined    bool
 }
 
 // bootstrapSpec is one `bootstrap` argument: a literal address, a host
@@ -300,6 +303,8 @@ func (s *sharedNode) exportStats() {
 	label := s.id.NodeID().String()[:16]
 	defer routingTableSize.DeleteLabelValues(label)
 	defer recordsStored.DeleteLabelValues(label)
+	defer joinTries.DeleteLabelValues(label)
+	defer joinedGauge.DeleteLabelValues(label)
 	defer droppedCount.DeletePartialMatch(prometheus.Labels{"node": label})
 	t := time.NewTicker(statsInterval)
 	defer t.Stop()
@@ -308,6 +313,12 @@ func (s *sharedNode) exportStats() {
 		st := s.node.Stats()
 		routingTableSize.WithLabelValues(label).Set(float64(st.RoutingTableSize))
 		recordsStored.WithLabelValues(label).Set(float64(st.RecordsStored))
+		joinTries.WithLabelValues(label).Set(float64(st.JoinTries))
+		joined := 0.0
+		if st.Joined {
+			joined = 1
+		}
+		joinedGauge.WithLabelValues(label).Set(joined)
 		addDropped(label, last, st.Dropped)
 		select {
 		case <-s.stop:
