@@ -3,7 +3,7 @@ package overlay
 import "net/netip"
 
 // Defence holds the switches of the overlay's defences against hostile
-// nodes (docs/security.md, "Hostile nodes (simulator)"). The zero value is
+// nodes (docs/security.md, the section on the simulator's hostile nodes). The zero value is
 // the protocol as it was before them; DefaultDefence turns them on.
 type Defence struct {
 	// Quorum: a Resolve that found a record does not stop at the first
