@@ -58,8 +58,11 @@ type config struct {
 	stateDir     string
 	linkLocal    bool
 	linkIface    string
-	puzzleBits   int // identity puzzle difficulty of the cloud; 0: none
-	prefixCap    int // contacts per /24 or /48 per bucket and per lookup; 0: off
+	puzzleBits   int         // identity puzzle difficulty of the cloud; 0: none
+	prefixCap    int         // contacts per /24 or /48 per bucket and per lookup; 0: off
+	allow        []allowRule // who may UPDATE which names (update_setup.go)
+	leaseMin     time.Duration
+	leaseMax     time.Duration
 }
 
 // publication is one name this node publishes.
@@ -123,6 +126,8 @@ func parse(c *caddy.Controller) (*config, error) {
 		lifetime:     defaultLifetime,
 		puzzleBits:   overlay.DefaultPuzzleBits,
 		prefixCap:    overlay.DefaultDefence(0).PrefixCap,
+		leaseMin:     defaultMinLease,
+		leaseMax:     defaultMaxLease,
 	}
 	byClassifier := map[string]*publication{}
 	type pending struct {
@@ -266,6 +271,14 @@ func parse(c *caddy.Controller) (*config, error) {
 				cfg.prefixCap = n
 			case "fallthrough":
 				cfg.fall.SetZonesFromArgs(args)
+			case "allow":
+				if err := parseAllow(c, cfg, args); err != nil {
+					return nil, err
+				}
+			case "lease":
+				if err := parseLease(c, cfg, args); err != nil {
+					return nil, err
+				}
 			default:
 				return nil, c.Errf("unknown property %q", opt)
 			}
