@@ -97,6 +97,7 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error(pluginName, err)
 	}
+	allowUpdates(c, cfg)
 	c.OnStartup(inst.startup)
 	c.OnShutdown(func() error {
 		// After a successful reload the old configuration shuts down:

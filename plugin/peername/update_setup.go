@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/miekg/dns"
 
 	"github.com/peername/peername/records"
@@ -92,4 +93,13 @@ func parseLease(c *caddy.Controller, cfg *config, args []string) error {
 	}
 	cfg.leaseMin, cfg.leaseMax = lo, hi
 	return nil
+}
+
+// allowUpdates lets the server accept UPDATE messages (CoreDNS, like
+// miekg/dns, answers NOTIMP to them unless a plugin asks for them) when
+// the block has allow rules.
+func allowUpdates(c *caddy.Controller, cfg *config) {
+	if len(cfg.allow) > 0 {
+		dnsserver.GetConfig(c).AllowOpcode(dns.OpcodeUpdate)
+	}
 }
