@@ -320,3 +320,49 @@ func TestParseAllow(t *testing.T) {
 		t.Fatal("permits")
 	}
 }
+
+// TestUpdateSurvivesReload registers a name, reloads (the new instance
+// starts before the old one stops) and checks the name is still published
+// and can be deleted through the new instance.
+func TestUpdateSurvivesReload(t *testing.T) {
+	t.Parallel()
+	f := newFakeNet()
+	reg := f.registry()
+	id := testIdentity(14)
+	auth := id.Authority().String()
+	corefile := "peername {\nlisten 127.0.0.1:3540\npublish node 192.0.2.1\nallow registrar. * A\n}"
+	app := "app." + auth + ".peer.alt."
+	old := newTestInstance(t, reg, id, corefile)
+	if err := old.startup(); err != nil {
+		t.Fatal(err)
+	}
+	if resp := sendUpdate(t, old.handler, "registrar.", "peer.alt.", func(m *dns.Msg) {
+		m.Insert(rrs(t, app+" 60 IN A 192.0.2.55"))
+	}); resp.Rcode != dns.RcodeSuccess {
+		t.Fatalf("add: %s", dns.RcodeToString[resp.Rcode])
+	}
+	next := newTestInstance(t, reg, id, corefile)
+	if err := next.startup(); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if rec := f.latest(securedName(t, id, "app")); rec == nil || rec.Withdrawn {
+		t.Fatalf("withdrawn by the reload: %+v", rec)
+	}
+	if r := query(t, next.handler, app, dns.TypeA); len(r.Answer) != 1 {
+		t.Fatalf("not resolvable after reload: %v", r)
+	}
+	if resp := sendUpdate(t, next.handler, "registrar.", "peer.alt.", func(m *dns.Msg) {
+		m.RemoveRRset(rrs(t, app+" 0 IN A 0.0.0.0"))
+	}); resp.Rcode != dns.RcodeSuccess {
+		t.Fatalf("delete after reload: %s", dns.RcodeToString[resp.Rcode])
+	}
+	if rec := f.latest(securedName(t, id, "app")); rec == nil || !rec.Withdrawn {
+		t.Fatalf("not withdrawn by the delete: %+v", rec)
+	}
+	if err := next.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+}
