@@ -77,6 +77,7 @@ type nodeSpec struct {
 	Timeout    string   // search timeout; "" = plugin default
 	Lifetime   string   // lifetime of the records the node signs; "" = plugin default
 	Extra      []string // more lines for the peername block (srv, txt, ...)
+	Plugins    []string // more plugins for the server block, before peername (tsig {...})
 	ExtraZones string   // more server blocks (e.g. a hosts zone for the benchmark)
 	NetNS      string   // run inside this network namespace
 }
@@ -85,6 +86,9 @@ var corefileTmpl = template.Must(template.New("Corefile").Parse(`.:{{.DNSPort}} 
     bind {{.Host}}
     errors
     ready {{.ReadyAddr}}
+{{- range .Plugins}}
+    {{.}}
+{{- end}}
     peername {{.Zone}} {
         identity {{.KeyFile}}
         listen {{.Overlay}}

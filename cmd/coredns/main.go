@@ -32,6 +32,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/ready"
 	_ "github.com/coredns/coredns/plugin/reload"
 	_ "github.com/coredns/coredns/plugin/transfer"
+	_ "github.com/coredns/coredns/plugin/tsig"
 	_ "github.com/coredns/coredns/plugin/whoami"
 
 	_ "github.com/peername/peername/plugin/peername"
@@ -49,6 +50,7 @@ var directives = []string{
 	"errors",
 	"log",
 	"dnstap",
+	"tsig",
 	"cache",
 	"peername",
 	"transfer",

@@ -83,6 +83,7 @@ func newInstance(cfg *config, id *identity.Identity, reg *nodeRegistry) (*instan
 		}
 		inst.handler.contacts = &contactBook{path: path}
 	}
+	inst.handler.upd = &updater{rules: cfg.allow, minLease: cfg.leaseMin, maxLease: cfg.leaseMax, id: id, node: inst.node.Load, forget: res.Forget, now: time.Now}
 	return inst, nil
 }
 
@@ -126,6 +127,7 @@ func (inst *instance) startup() error {
 	inst.node.Store(s)
 	inst.reg.started(inst)
 	log.Infof("overlay node %s (authority %s, cloud %s) on %v", inst.id.NodeID().String()[:16], inst.id.Authority(), inst.cfg.cloud, s.node.Addrs())
+	s.runtime().resume(inst.res.Forget)
 	ctx, cancel := context.WithCancel(context.Background())
 	inst.cancel = cancel
 	for i, p := range inst.cfg.publish {

@@ -89,4 +89,11 @@ var (
 		Name:      "publishes_total",
 		Help:      "Counter of publish operations of this node's own names, by operation (publish, unpublish) and result (ok, error).",
 	}, []string{"op", "result"})
+	// updateCount counts UPDATE messages, by result.
+	updateCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "peername",
+		Name:      "updates_total",
+		Help:      "Counter of DNS UPDATE messages handled by the peername plugin, by result (ok, refused, notauth, notzone, formerr, prereq, servfail; expired counts leases that ran out).",
+	}, []string{"server", "result"})
 )

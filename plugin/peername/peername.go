@@ -46,6 +46,8 @@ type Peername struct {
 	now    func() time.Time
 	// ready reports whether the node has joined and published.
 	ready func() bool
+	// upd handles UPDATE messages (update.go).
+	upd *updater
 }
 
 // Name implements plugin.Handler.
@@ -53,6 +55,9 @@ func (p *Peername) Name() string { return pluginName }
 
 // ServeDNS implements plugin.Handler.
 func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	if r.Opcode == dns.OpcodeUpdate {
+		return p.serveUpdate(ctx, w, r)
+	}
 	state := request.Request{W: w, Req: r}
 	qname := state.Name()
 	server := metrics.WithServer(ctx)

@@ -225,7 +225,6 @@ func TestServeDNSRefusedAndServfail(t *testing.T) {
 		want     int
 		wantErr  error
 	}{
-		{name: "update", searcher: newMapSearcher(), qname: wwwName, opcode: dns.OpcodeUpdate, want: dns.RcodeNotImplemented},
 		{name: "notify", searcher: newMapSearcher(), qname: "peer.alt.", opcode: dns.OpcodeNotify, want: dns.RcodeNotImplemented},
 		{name: "outside zone", searcher: newMapSearcher(), qname: "example.org.", want: dns.RcodeRefused},
 		{name: "chaos class", searcher: newMapSearcher(), qname: wwwName, qclass: dns.ClassCHAOS, want: dns.RcodeRefused},

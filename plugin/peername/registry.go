@@ -129,6 +129,9 @@ type sharedNode struct {
 	mu     sync.Mutex
 	claims map[identity.Name]int // instances publishing each name
 
+	rtOnce sync.Once
+	rt     *runtimeSet // names registered by UPDATE (update_state.go)
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -247,6 +250,7 @@ func (s *sharedNode) release(ctx context.Context) error {
 	}
 	s.claims = map[identity.Name]int{}
 	s.mu.Unlock()
+	s.stopLeases()
 	var errs []error
 	for _, n := range names {
 		if err := s.node.Unpublish(ctx, n); err != nil {

@@ -58,8 +58,11 @@ type config struct {
 	contactsFile string // its file; empty: contacts.DefaultPath(stateDir)
 	linkLocal    bool
 	linkIface    string
-	puzzleBits   int // identity puzzle difficulty of the cloud; 0: none
-	prefixCap    int // contacts per /24 or /48 per bucket and per lookup; 0: off
+	puzzleBits   int         // identity puzzle difficulty of the cloud; 0: none
+	prefixCap    int         // contacts per /24 or /48 per bucket and per lookup; 0: off
+	allow        []allowRule // who may UPDATE which names (update_setup.go)
+	leaseMin     time.Duration
+	leaseMax     time.Duration
 }
 
 // publication is one name this node publishes.
@@ -94,6 +97,7 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error(pluginName, err)
 	}
+	allowUpdates(c, cfg)
 	c.OnStartup(inst.startup)
 	c.OnShutdown(func() error {
 		// After a successful reload the old configuration shuts down:
@@ -125,6 +129,8 @@ func parse(c *caddy.Controller) (*config, error) {
 			lifetime:     overlay.DefaultRecordLifetime,
 			puzzleBits:   overlay.DefaultPuzzleBits,
 			prefixCap:    overlay.DefaultDefence(0).PrefixCap,
+			leaseMin:     defaultMinLease,
+			leaseMax:     defaultMaxLease,
 		},
 		byClassifier: map[string]*publication{},
 	}
@@ -203,6 +209,8 @@ var options = map[string]func(p *parser, opt string, args []string) error{
 	"prefix_cap":        parsePrefixCap,
 	"fallthrough":       parseFallthrough,
 	"contacts":          parseContacts,
+	"allow":             func(p *parser, _ string, args []string) error { return parseAllow(p.c, p.cfg, args) },
+	"lease":             func(p *parser, _ string, args []string) error { return parseLease(p.c, p.cfg, args) },
 }
 
 // parseContacts parses `contacts [FILE]`.
