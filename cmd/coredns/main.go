@@ -26,11 +26,13 @@ import (
 	_ "github.com/coredns/coredns/plugin/forward"
 	_ "github.com/coredns/coredns/plugin/health"
 	_ "github.com/coredns/coredns/plugin/hosts"
+	_ "github.com/coredns/coredns/plugin/https"
 	_ "github.com/coredns/coredns/plugin/log"
 	_ "github.com/coredns/coredns/plugin/metadata"
 	_ "github.com/coredns/coredns/plugin/metrics"
 	_ "github.com/coredns/coredns/plugin/ready"
 	_ "github.com/coredns/coredns/plugin/reload"
+	_ "github.com/coredns/coredns/plugin/tls"
 	_ "github.com/coredns/coredns/plugin/transfer"
 	_ "github.com/coredns/coredns/plugin/tsig"
 	_ "github.com/coredns/coredns/plugin/whoami"
@@ -41,6 +43,7 @@ import (
 // directives lists the plugins in execution order.
 var directives = []string{
 	"metadata",
+	"https",
 	"reload",
 	"bind",
 	"debug",
@@ -52,6 +55,7 @@ var directives = []string{
 	"dnstap",
 	"tsig",
 	"cache",
+	"tls",
 	"peername",
 	"transfer",
 	"hosts",
