@@ -136,3 +136,79 @@ func TestRegister(t *testing.T) {
 		}
 	}
 }
+
+// TestRegisterAcrossHosts: `peername register` run by an application's
+// start script on host 1 (network namespaces) makes its name resolvable by
+// getent on host 2, through host 2's own CoreDNS, and SIGTERM makes it go.
+func TestRegisterAcrossHosts(t *testing.T) {
+	t.Parallel()
+	requireNetNS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	hs := netnsLAN(ctx, t, 2, 41)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "registrar.key")
+	if err := os.WriteFile(keyFile, []byte("key \""+updateKey+"\" {\n\talgorithm hmac-sha256;\n\tsecret \""+updateSecret+"\";\n};\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const overlayPort = 3540
+	var app string
+	for i, h := range hs {
+		label := fmt.Sprintf("rh%d", i+1)
+		id, key := newKey(t, dir, label+".key")
+		spec := nodeSpec{Label: label, Host: h.addr.String(), DNSPort: 53, NetNS: h.ns, Cloud: "it-register-ns", KeyFile: key,
+			Overlay: netip.AddrPortFrom(h.addr, overlayPort), TTL: 1, Timeout: "2s", Publish: []string{label},
+			Extra: []string{"negative_ttl 1"}}
+		if i == 0 {
+			app = securedName(t, id, "app")
+			spec.Plugins = []string{"tsig {\n        secret " + updateKey + " " + updateSecret + "\n        require_opcode UPDATE\n    }"}
+			spec.Extra = append(spec.Extra, "allow "+updateKey+" * A AAAA SRV TXT")
+		} else {
+			spec.Bootstrap = []netip.AddrPort{netip.AddrPortFrom(hs[0].addr, overlayPort)}
+		}
+		s := startServer(t, spec)
+		if err := s.waitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := exec.CommandContext(ctx, "ip", "netns", "exec", hs[0].ns, bin.peername, "register",
+		"-server", hs[0].addr.String()+":53", "-key", keyFile, "-addr", hs[0].addr.String(), app)
+	var out strings.Builder
+	reg.Stdout, reg.Stderr = &out, &out
+	if err := reg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	getent := func(ctx context.Context) (string, error) {
+		b, err := exec.CommandContext(ctx, "ip", "netns", "exec", hs[1].ns, "getent", "hosts", strings.TrimSuffix(app, ".")).CombinedOutput()
+		return string(b), err
+	}
+	err := eventually(ctx, func(ctx context.Context) error {
+		got, err := getent(ctx)
+		if f := strings.Fields(got); err != nil || len(f) < 2 || f[0] != hs[0].addr.String() {
+			return fmt.Errorf("getent hosts %s on host 2: %q %v: %w", app, got, err, errNotYet)
+		}
+		return nil
+	})
+	if err != nil {
+		reg.Process.Kill()
+		reg.Wait()
+		t.Fatalf("%v\nregister: %s", err, out.String())
+	}
+	// `ip netns exec` runs register in its own process: SIGTERM reaches it
+	// through ip, which execs the command.
+	if err := reg.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Wait(); err != nil || !strings.Contains(out.String(), "deleted "+app) {
+		t.Fatalf("register after SIGTERM: %v\n%s", err, out.String())
+	}
+	err = eventually(ctx, func(ctx context.Context) error {
+		if got, err := getent(ctx); err == nil {
+			return fmt.Errorf("getent hosts %s on host 2 after SIGTERM: %q: %w", app, got, errNotYet)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
