@@ -128,3 +128,64 @@ func TestUpdateNsupdate(t *testing.T) {
 		t.Fatalf("node 1 after delete: %v %v", r, err)
 	}
 }
+
+// TestUpdateSurvivesRestart: a name registered with nsupdate at a node with
+// `state DIR` is published again when the node restarts, and resolves at
+// another node afterwards (the registration died with nothing but the
+// process).
+func TestUpdateSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	var srvs []*server
+	var app string
+	for i := range 2 {
+		label := fmt.Sprintf("ur%d", i+1)
+		id, key := newKey(t, dir, label+".key")
+		spec := nodeSpec{Label: label, Cloud: "it-update-restart", KeyFile: key, TTL: 1, Timeout: "2s",
+			Publish: []string{fmt.Sprintf("%s 192.0.2.%d", label, i+1)}, Extra: []string{"negative_ttl 1"}}
+		if i == 0 {
+			app = securedName(t, id, "app")
+			spec.Plugins = []string{"tsig {\n        secret " + updateKey + " " + updateSecret + "\n        require_opcode UPDATE\n    }"}
+			spec.Extra = append(spec.Extra, "allow "+updateKey+" * A AAAA SRV TXT", "state "+t.TempDir())
+		} else {
+			spec.Bootstrap = []netip.AddrPort{srvs[0].overlayAddr()}
+		}
+		s := startServer(t, spec)
+		if err := s.waitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		srvs = append(srvs, s)
+	}
+	if out, err := nsupdate(ctx, t, updateKey+":"+updateSecret, srvs[0], "update add "+app+" 60 A 192.0.2.56\n"); err != nil {
+		t.Fatalf("nsupdate add: %v: %s", err, out)
+	}
+	resolves := func(what string) {
+		t.Helper()
+		err := eventually(ctx, func(ctx context.Context) error {
+			m, err := query(ctx, "udp", srvs[1].dnsAddr, app, dns.TypeA)
+			if err != nil || m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
+				return fmt.Errorf("%s: A %s at node 2: %v %v: %w", what, app, m, err, errNotYet)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	resolves("after the UPDATE")
+	srvs[0].stop() // a clean stop withdraws the name...
+	err := eventually(ctx, func(ctx context.Context) error {
+		m, err := query(ctx, "udp", srvs[1].dnsAddr, app, dns.TypeA)
+		if err != nil || m.Rcode != dns.RcodeNameError {
+			return fmt.Errorf("A %s at node 2 with node 1 stopped: %v %v: %w", app, m, err, errNotYet)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvs[0] = startServer(t, srvs[0].spec) // ...and the restart from its state publishes it again
+	resolves("after node 1 restarted from its state")
+}
