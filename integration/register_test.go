@@ -212,3 +212,73 @@ func TestRegisterAcrossHosts(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestRegisterLeaseExpires: an application that dies without deleting its
+// name (SIGKILL to peername register) loses it when the lease it stopped
+// renewing runs out (RFC 9664), as a PNRP registration died with its process.
+func TestRegisterLeaseExpires(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "registrar.key")
+	if err := os.WriteFile(keyFile, []byte("key \""+updateKey+"\" {\n\talgorithm hmac-sha256;\n\tsecret \""+updateSecret+"\";\n};\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var srvs []*server
+	var app string
+	for i := range 2 {
+		label := fmt.Sprintf("rl%d", i+1)
+		id, key := newKey(t, dir, label+".key")
+		spec := nodeSpec{Label: label, Cloud: "it-register-lease", KeyFile: key, TTL: 1, Timeout: "2s",
+			Publish: []string{fmt.Sprintf("%s 192.0.2.%d", label, i+1)}, Extra: []string{"negative_ttl 1"}}
+		if i == 0 {
+			app = securedName(t, id, "app")
+			spec.Plugins = []string{"tsig {\n        secret " + updateKey + " " + updateSecret + "\n        require_opcode UPDATE\n    }"}
+			spec.Extra = append(spec.Extra, "allow "+updateKey+" * A AAAA SRV TXT", "lease 2s 1h")
+		} else {
+			spec.Bootstrap = []netip.AddrPort{srvs[0].overlayAddr()}
+		}
+		s := startServer(t, spec)
+		if err := s.waitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		srvs = append(srvs, s)
+	}
+	reg := exec.CommandContext(ctx, bin.peername, "register", "-server", srvs[0].dnsAddr, "-key", keyFile,
+		"-lease", "3s", "-addr", "192.0.2.90", app)
+	var out strings.Builder
+	reg.Stdout, reg.Stderr = &out, &out
+	if err := reg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	answer := func(ctx context.Context) int {
+		m, err := query(ctx, "udp", srvs[1].dnsAddr, app, dns.TypeA)
+		if err != nil {
+			return -1
+		}
+		return m.Rcode
+	}
+	if err := eventually(ctx, func(ctx context.Context) error {
+		if rc := answer(ctx); rc != dns.RcodeSuccess {
+			return fmt.Errorf("A %s at node 2: rcode %d: %w", app, rc, errNotYet)
+		}
+		return nil
+	}); err != nil {
+		reg.Process.Kill()
+		reg.Wait()
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	reg.Process.Kill() // dies without a word: no deletion
+	reg.Wait()
+	killed := time.Now()
+	if err := eventually(ctx, func(ctx context.Context) error {
+		if rc := answer(ctx); rc != dns.RcodeNameError {
+			return fmt.Errorf("A %s at node 2 after its registrar died: rcode %d: %w", app, rc, errNotYet)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("name gone %s after the registrar was killed (3 s lease)", time.Since(killed).Round(100*time.Millisecond))
+}
