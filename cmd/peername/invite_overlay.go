@@ -113,6 +113,9 @@ func (c *cloudFlags) joinCloud(ctx context.Context, e *env) (*inviteOverlay, err
 	if err != nil {
 		return nil, err
 	}
+	if err := node.Prepare(ctx); err != nil {
+		return nil, fmt.Errorf("join cloud %q: %w", *c.cloud, err)
+	}
 	if err := node.Start(ctx); err != nil {
 		return nil, fmt.Errorf("join cloud %q: %w", *c.cloud, err)
 	}

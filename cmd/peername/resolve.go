@@ -138,8 +138,6 @@ func runResolve(ctx context.Context, e *env, args []string) error {
 	}
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
 	node, err := node.New(node.Config{
 		Identity:  id,
 		Listen:    listenAddrs,
@@ -152,6 +150,14 @@ func runResolve(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The identity puzzle is CPU work (and none at all with a -state
+	// directory that kept its solution): -timeout bounds joining and
+	// searching, not it.
+	if err := node.Prepare(ctx); err != nil {
+		return fmt.Errorf("join cloud %q: %w", *cloud, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
 	if err := node.Start(ctx); err != nil {
 		return fmt.Errorf("join cloud %q: %w", *cloud, err)
 	}
