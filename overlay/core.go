@@ -39,11 +39,14 @@ type Core struct {
 	buf   []byte // decrypted plaintext of the datagram being handled
 
 	joined bool
-	left   bool
-	dirty  bool  // the neighbourhood changed since the last replication pass
-	srtt   int64 // smoothed request round trip (ns), for soft timeouts
-	st     Stats
-	rl     rateLimiter
+	// everPeered: a session was established once (or contacts restored), so
+	// an empty table later means peers were lost, not that there are none.
+	everPeered bool
+	left       bool
+	dirty      bool  // the neighbourhood changed since the last replication pass
+	srtt       int64 // smoothed request round trip (ns), for soft timeouts
+	st         Stats
+	rl         rateLimiter
 }
 
 // ownedRecord is a record this node published and keeps republishing.
@@ -442,6 +445,7 @@ func (c *Core) adoptSession(s *session) {
 		c.sess.remove(old)
 	}
 	c.sess.byPeer[s.peer] = s
+	c.everPeered = true
 	var q [][]byte
 	if s.hs != nil {
 		q = s.hs.queue

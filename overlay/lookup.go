@@ -574,7 +574,7 @@ func (c *Core) complete(now int64, op *operation) {
 		})
 		comp.Records = live
 		if len(live) == 0 {
-			comp.Err = op.notFoundErr(withdrawn, c.rt.size == 0)
+			comp.Err = op.notFoundErr(withdrawn, c.rt.size == 0, c.everPeered, op.width(c.cfg))
 		}
 	case opNearest, opRange:
 		op.pathTo(op.keysRef)
@@ -583,7 +583,7 @@ func (c *Core) complete(now int64, op *operation) {
 			slices.SortFunc(comp.Keys, compareKeys)
 		}
 		if len(comp.Keys) == 0 {
-			comp.Err = op.notFoundErr(false, c.rt.size == 0)
+			comp.Err = op.notFoundErr(false, c.rt.size == 0, c.everPeered, op.width(c.cfg))
 		}
 	}
 	comp.Path = op.path
@@ -592,7 +592,11 @@ func (c *Core) complete(now int64, op *operation) {
 	}
 }
 
-func (op *operation) notFoundErr(withdrawn, alone bool) error {
+// notFoundErr is the verdict of a lookup that found nothing. ErrNotFound is
+// reserved for a conclusive one (see conclusive); a node alone that had
+// peers, like any lookup that did not hear the closest nodes, is
+// inconclusive.
+func (op *operation) notFoundErr(withdrawn, alone, hadPeers bool, width int) error {
 	switch {
 	case withdrawn:
 		return ErrWithdrawn
@@ -600,10 +604,35 @@ func (op *operation) notFoundErr(withdrawn, alone bool) error {
 		return ErrTimeout
 	case op.hopLimited:
 		return ErrHopLimit
+	case !op.anyResponse && alone && hadPeers:
+		return errInconclusiveAlone
 	case !op.anyResponse && alone:
 		return ErrAlone
+	case !op.conclusive(width):
+		return ErrInconclusive
 	}
 	return ErrNotFound
+}
+
+// conclusive reports whether the lookup heard the nodes responsible for its
+// key: the min(width, known) closest candidates with a known ID all
+// answered. One of them that timed out, failed or was never asked (it may
+// be the one holding the record) makes "nobody has it" unproven.
+func (op *operation) conclusive(width int) bool {
+	n := 0
+	for _, i := range op.order {
+		cd := &op.all[i]
+		if !cd.hasID {
+			continue
+		}
+		if cd.state != cDone {
+			return false
+		}
+		if n++; n >= width {
+			break
+		}
+	}
+	return true
 }
 
 func (c *Core) deepestOf(op *operation, done []int32) {
