@@ -266,6 +266,8 @@ type Stats struct {
 	BytesSent, BytesReceived uint64
 	HandshakesStarted        uint64
 	HandshakesCompleted      uint64
+	Retransmits              uint64 // requests resent after their retransmission timeout
+	HandshakesResent         uint64 // HELLOs resent for a request waiting on a handshake
 	DroppedAuth              uint64 // failed authentication, replays, unknown sessions
 	DroppedPuzzle            uint64 // handshakes refused for a certificate puzzle below PuzzleBits (also in DroppedAuth)
 	DroppedCloud             uint64 // datagrams of another cloud

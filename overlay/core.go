@@ -43,8 +43,9 @@ type Core struct {
 	// an empty table later means peers were lost, not that there are none.
 	everPeered bool
 	left       bool
-	dirty      bool  // the neighbourhood changed since the last replication pass
-	srtt       int64 // smoothed request round trip (ns), for soft timeouts
+	dirty      bool   // the neighbourhood changed since the last replication pass
+	srtt       int64  // smoothed request round trip (ns), for soft timeouts
+	rtt        rttEst // the node's round-trip estimate over all peers (RTO fallback)
 	st         Stats
 	rl         rateLimiter
 }
@@ -76,6 +77,11 @@ type request struct {
 	expect byte // the response message type
 	resent bool
 	slow   bool // past its soft timeout (lookups)
+	// Retransmission (retransmit.go).
+	tries uint8 // resends so far
+	rto   int64 // the current retransmission timeout
+	rto0  int64 // the first one
+	end   int64 // when the request fails if still unanswered
 }
 
 // NewCore returns a core for cfg.Identity. It does nothing until driven.
@@ -208,7 +214,7 @@ func (c *Core) sendRequest(now int64, to contact, hasID bool, m *msg, op *operat
 		sentAt: now, op: op, cand: cand, kind: kind, expect: expect,
 	}
 	c.pending[req.id] = req
-	c.timers.push(timer{at: now + c.cfg.RequestTimeout.Nanoseconds(), kind: tRequest, id: req.id})
+	c.armRequest(now, req)
 	if kind == reqLookup {
 		c.timers.push(timer{at: now + c.softTimeout(), kind: tSoft, id: req.id})
 	}
@@ -308,15 +314,21 @@ func (c *Core) startHandshake(now int64, peer identity.Key, hasID bool, addr net
 	if hasID {
 		c.sess.byPeer[peer] = s
 	}
+	c.st.HandshakesStarted++
+	c.emit(addr, c.helloPacket(s))
+	return s
+}
+
+// helloPacket builds the HELLO of an initiated session; a resend is the same
+// bytes, which the responder answers with the same HELLO_ACK.
+func (c *Core) helloPacket(s *session) []byte {
 	pkt := make([]byte, 0, helloLen)
 	pkt = appendHeader(pkt, ptHello, c.hk.tag)
 	pkt = binary.BigEndian.AppendUint32(pkt, s.localIdx)
 	pkt = append(pkt, c.hk.cert[:]...)
 	pkt = append(pkt, s.hs.nonce[:]...)
 	pkt = append(pkt, make([]byte, helloPad)...)
-	c.st.HandshakesStarted++
-	c.emit(addr, pkt)
-	return s
+	return pkt
 }
 
 // ---- receiving ----
@@ -613,6 +625,9 @@ func (c *Core) onMessage(now int64, s *session, m *msg) {
 			return
 		}
 		delete(c.pending, req.id)
+		if !req.resent && req.tries == 0 {
+			c.rttSample(s.peer, now-req.sentAt)
+		}
 		if !req.resent {
 			sample := now - req.sentAt
 			if c.srtt == 0 {
@@ -663,7 +678,7 @@ func (c *Core) HandleTimer(now time.Time) {
 		t := c.timers.pop()
 		switch t.kind {
 		case tRequest:
-			if req := c.pending[t.id]; req != nil {
+			if req := c.pending[t.id]; req != nil && !c.onRequestTimer(ns, req) {
 				delete(c.pending, t.id)
 				c.requestFailed(ns, req, true)
 			}
