@@ -85,6 +85,7 @@ type operation struct {
 	storing  bool
 	storeOut int
 	stored   int
+	ackedBy  []uint64 // ID prefixes of the nodes whose STORE_ACK came back
 }
 
 // width is how many of the closest known candidates must have answered (or
@@ -340,6 +341,9 @@ func (c *Core) opResponse(now int64, req *request, peer identity.Key, m *msg) {
 			if m.n == storeOK {
 				op.stored++
 			}
+			// Any answer settles the replica: it stored the record, holds an
+			// equal or newer one, or refused it (resending would not help).
+			op.ackedBy = append(op.ackedBy, binary.BigEndian.Uint64(peer[:8]))
 			if op.storeOut == 0 {
 				c.complete(now, op)
 			}
@@ -551,7 +555,12 @@ func (c *Core) complete(now int64, op *operation) {
 		default:
 			comp.Err = ErrNotStored
 		}
-		c.markPushed(op.target) // the replica set just received it
+		// Only the replicas that acknowledged hold it; the others get it
+		// from replicate, retried with backoff until they acknowledge.
+		if c.markAcked(op.target, op.enc, op.ackedBy) {
+			c.dirty = true
+			c.armReplicate(now)
+		}
 		if op.kind == opStore && op.stored == 0 && !op.anyResponse {
 			c.store.putRecord(now, op.rec.Key(), op.rec, op.enc, netip.Addr{})
 		}
