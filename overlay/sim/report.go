@@ -42,10 +42,16 @@ type Report struct {
 	// Inconclusive: nothing found, but the closest nodes did not all answer
 	// (overlay.ErrInconclusive; SERVFAIL, not NXDOMAIN, in the plugin).
 	Inconclusive int `json:"inconclusive"`
-	Stale        int `json:"stale"`        // an older record of the name
-	WrongRecord  int `json:"wrong_record"` // no error, but no record of the name's owner
-	HopLimit     int `json:"hop_limit"`
-	OtherErrors  int `json:"other_errors"`
+	// Replica census at the end of the run (census.go): live honest nodes
+	// other than the owner holding each live name's current record.
+	ReplicasMin     int     `json:"replicas_min"`
+	ReplicasMean    float64 `json:"replicas_mean"`
+	ReplicaTarget   int     `json:"replica_target"` // min(Replication, live nodes - 1)
+	UnderReplicated int     `json:"under_replicated"`
+	Stale           int     `json:"stale"`        // an older record of the name
+	WrongRecord     int     `json:"wrong_record"` // no error, but no record of the name's owner
+	HopLimit        int     `json:"hop_limit"`
+	OtherErrors     int     `json:"other_errors"`
 	// OtherErrorKinds counts the other errors by message.
 	OtherErrorKinds map[string]int `json:"other_error_kinds,omitempty"`
 	Unfinished      int            `json:"unfinished"` // no completion by the end of the run

@@ -756,6 +756,7 @@ func (w *World) finish() {
 		}
 	}
 	r.Failures = r.Lookups - r.Succeeded
+	w.census()
 	r.Series = &Series{Lookups: w.samples, Traffic: w.e.Seconds()}
 	if r.Lookups > 0 {
 		r.SuccessRate = float64(r.Succeeded) / float64(r.Lookups)
