@@ -41,6 +41,7 @@ type cand struct {
 	ref     int32 // index of the candidate that referred this one (-1: own table or seed)
 	path    uint8 // disjoint lookup path (Defence.DisjointPaths)
 	slow    bool  // in flight past its soft timeout
+	quiet   bool  // in flight, quietSends sends unanswered (see closestSettled)
 }
 
 // operation is one API call (or internal maintenance) in progress: an

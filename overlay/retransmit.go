@@ -25,6 +25,10 @@ const (
 	// first RTO: loss, not congestion, is what a lookup meets on a link
 	// that answered before, and its deadline is short.
 	backoffCap = 2
+	// quietSends: a lookup candidate that has not answered this many sends
+	// of its request (measured when the next one goes out) stops holding up
+	// a quorum read (closestSettled).
+	quietSends = 2
 	minRTO     = int64(100 * time.Millisecond)
 	// requestLifetimeFactor: a request lives RequestTimeout*factor (within
 	// its operation's deadline) before it is failed.
@@ -104,6 +108,12 @@ func (c *Core) onRequestTimer(now int64, req *request) bool {
 	}
 	req.tries++
 	c.st.Retransmits++
+	if int(req.tries) >= quietSends && req.kind == reqLookup && req.op != nil && int(req.cand) >= 0 && int(req.cand) < len(req.op.all) {
+		if cd := &req.op.all[req.cand]; cd.state == cInflight && !cd.quiet {
+			cd.quiet = true
+			defer c.step(now, req.op) // a quorum may be met now
+		}
+	}
 	c.retransmit(now, req)
 	req.rto = min(2*req.rto, backoffCap*req.rto0, c.maxRTO())
 	c.timers.push(timer{at: min(now+req.rto, req.end), kind: tRequest, id: req.id})

@@ -88,3 +88,37 @@ func TestRetransmitHandshake(t *testing.T) {
 		t.Errorf("stats %+v: want resent HELLOs", st)
 	}
 }
+
+// TestQuorumNotHeldByQuietCandidate: a quorum read does not wait up to its
+// deadline for a closest replica whose first sends went unanswered (a lossy
+// or dead link): once quiet it no longer holds the quorum up. (Without: the
+// read waits for the request's whole lifetime, 2 * RequestTimeout.)
+func TestQuorumNotHeldByQuietCandidate(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.build(8, func(c *Config) { c.Defence.Quorum = 3 })
+	pub := n.nodes[1]
+	op := pub.core.Publish(n.now, securedTemplate(t, pub, "dave"))
+	c := n.wait(pub, op, time.Minute)
+	if c.Err != nil {
+		t.Fatalf("publish: %v", c.Err)
+	}
+	key := c.Records[0].Key()
+	asker := n.nodes[7]
+	var closest *testNode
+	for _, tn := range n.nodes[:7] {
+		if closest == nil || closer(tn.core.ID(), closest.core.ID(), key) {
+			closest = tn
+		}
+	}
+	n.drop = func(_, b netip.AddrPort, _ []byte) bool { return b == closest.addr }
+	start := n.now
+	op = asker.core.Resolve(n.now, key, SearchOptions{})
+	got := n.wait(asker, op, time.Minute)
+	if got.Err != nil || len(got.Records) != 1 {
+		t.Fatalf("resolve: err=%v records=%d", got.Err, len(got.Records))
+	}
+	if d := n.now.Sub(start); d >= DefaultRequestTimeout {
+		t.Fatalf("quorum read took %v with the closest replica silent, want < %v", d, DefaultRequestTimeout)
+	}
+}
