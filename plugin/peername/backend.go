@@ -135,7 +135,6 @@ func (n *netNode) Stats() nodeStats {
 	ns := n.Node.NetStats()
 	return nodeStats{RoutingTableSize: st.RoutingTableSize, RecordsStored: st.RecordsStored,
 		JoinTries: ns.JoinTries, Joined: ns.Joined || n.knowinglyAlone(),
-		Resent: map[string]uint64{"request": st.Retransmits, "hello": st.HandshakesResent},
 		Dropped: map[string]uint64{
 			dropAuth:            st.DroppedAuth - st.DroppedPuzzle,
 			dropPuzzle:          st.DroppedPuzzle,

@@ -68,12 +68,6 @@ var (
 		Name:      "dropped_total",
 		Help:      "Counter of datagrams, contacts and records the overlay node turned away, by reason (auth, puzzle, malformed, records_rejected, rate_limited, prefix_cap, inbox_full, inbox_stale, half_open_evicted).",
 	}, []string{"node", "reason"})
-	retransmitCount = promauto.NewCounterVec(prometheus.CounterOpts{
-		Namespace: plugin.Namespace,
-		Subsystem: "peername",
-		Name:      "retransmissions_total",
-		Help:      "Counter of overlay messages the node sent again after their retransmission timeout, by kind (request, hello).",
-	}, []string{"node", "kind"})
 	// joinTries is how many attempts the node's current join (or, once
 	// joined, its last one) took; joined says whether its routing table works.
 	joinTries = promauto.NewGaugeVec(prometheus.GaugeOpts{

@@ -51,9 +51,6 @@ type nodeStats struct {
 	// JoinTries and Joined: see node.NetStats.
 	JoinTries int
 	Joined    bool
-	// Resent holds the node's cumulative retransmissions by kind
-	// (request, hello), for retransmissions_total.
-	Resent map[string]uint64
 }
 
 // bootstrapSpec is one `bootstrap` argument: a literal address, a host
@@ -294,13 +291,9 @@ const statsInterval = 5 * time.Second
 // addDropped adds to dropped_total what the node's cumulative counts grew by
 // since last, and remembers them in last. Every reason's series exists from
 // the first refresh, at 0 if nothing was dropped.
-func addDropped(label string, last, now map[string]uint64) { addCounts(droppedCount, label, last, now) }
-
-// addCounts adds to vec{node=label, second label} what the node's cumulative
-// counts in now grew by since last.
-func addCounts(vec *prometheus.CounterVec, label string, last, now map[string]uint64) {
+func addDropped(label string, last, now map[string]uint64) {
 	for reason, n := range now {
-		c := vec.WithLabelValues(label, reason)
+		c := droppedCount.WithLabelValues(label, reason)
 		if n > last[reason] {
 			c.Add(float64(n - last[reason]))
 		}
@@ -317,10 +310,9 @@ func (s *sharedNode) exportStats() {
 	defer joinTries.DeleteLabelValues(label)
 	defer joinedGauge.DeleteLabelValues(label)
 	defer droppedCount.DeletePartialMatch(prometheus.Labels{"node": label})
-	defer retransmitCount.DeletePartialMatch(prometheus.Labels{"node": label})
 	t := time.NewTicker(statsInterval)
 	defer t.Stop()
-	last, lastResent := map[string]uint64{}, map[string]uint64{}
+	last := map[string]uint64{}
 	for {
 		st := s.node.Stats()
 		routingTableSize.WithLabelValues(label).Set(float64(st.RoutingTableSize))
@@ -332,7 +324,6 @@ func (s *sharedNode) exportStats() {
 		}
 		joinedGauge.WithLabelValues(label).Set(joined)
 		addDropped(label, last, st.Dropped)
-		addCounts(retransmitCount, label, lastResent, st.Resent)
 		select {
 		case <-s.stop:
 			return
