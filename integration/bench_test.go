@@ -137,26 +137,8 @@ func BenchmarkUpdateToResolvable(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	dir := b.TempDir()
-	var srvs []*server
-	var authority string
-	for i := range 3 {
-		label := fmt.Sprintf("ub%d", i+1)
-		id, key := newKey(b, dir, label+".key")
-		spec := nodeSpec{Label: label, Cloud: "bench-update", KeyFile: key, TTL: 1, Timeout: "2s",
-			Publish: []string{fmt.Sprintf("%s 192.0.2.%d", label, i+1)}, Extra: []string{"negative_ttl 1"}}
-		if i == 0 {
-			authority = id.Authority().String()
-			spec.Plugins = []string{"tsig {\n        secret " + updateKey + " " + updateSecret + "\n        require_opcode UPDATE\n    }"}
-			spec.Extra = append(spec.Extra, "allow "+updateKey+" * A AAAA SRV TXT")
-		} else {
-			spec.Bootstrap = []netip.AddrPort{srvs[0].overlayAddr()}
-		}
-		s := startServer(b, spec)
-		if err := s.waitReady(ctx); err != nil {
-			b.Fatal(err)
-		}
-		srvs = append(srvs, s)
-	}
+	srvs, id := updateCloud(ctx, b, dir, "bench-update", "ub", updateSecret, 3, []string{"negative_ttl 1"}, nil)
+	authority := id.Authority().String()
 	c := &dns.Client{Net: "tcp", Timeout: 10 * time.Second, TsigSecret: map[string]string{updateKey: updateSecret}}
 	var lat []time.Duration
 	first := 0

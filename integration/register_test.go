@@ -37,26 +37,8 @@ func TestRegister(t *testing.T) {
 	_, rest, _ := strings.Cut(string(data), `secret "`)
 	secret, _, _ := strings.Cut(rest, `"`)
 
-	var srvs []*server
-	var app string
-	for i := range 2 {
-		label := fmt.Sprintf("reg%d", i+1)
-		id, key := newKey(t, dir, label+".key")
-		spec := nodeSpec{Label: label, Cloud: "it-register", KeyFile: key, TTL: 1, Timeout: "2s",
-			Publish: []string{fmt.Sprintf("%s 192.0.2.%d", label, i+1)}}
-		if i == 0 {
-			app = securedName(t, id, "app")
-			spec.Plugins = []string{"tsig {\n        secret registrar. " + secret + "\n        require_opcode UPDATE\n    }"}
-			spec.Extra = []string{"allow registrar. * A AAAA SRV TXT"}
-		} else {
-			spec.Bootstrap = []netip.AddrPort{srvs[0].overlayAddr()}
-		}
-		s := startServer(t, spec)
-		if err := s.waitReady(ctx); err != nil {
-			t.Fatal(err)
-		}
-		srvs = append(srvs, s)
-	}
+	srvs, id := updateCloud(ctx, t, dir, "it-register", "reg", secret, 2, nil, nil)
+	app := securedName(t, id, "app")
 	ask := func(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 		return query(ctx, "udp", srvs[1].dnsAddr, name, qtype)
 	}
@@ -147,10 +129,7 @@ func TestRegisterAcrossHosts(t *testing.T) {
 	defer cancel()
 	hs := netnsLAN(ctx, t, 2, 41)
 	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "registrar.key")
-	if err := os.WriteFile(keyFile, []byte("key \""+updateKey+"\" {\n\talgorithm hmac-sha256;\n\tsecret \""+updateSecret+"\";\n};\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := writeUpdateKey(t, dir)
 	const overlayPort = 3540
 	var app string
 	for i, h := range hs {
@@ -221,30 +200,9 @@ func TestRegisterLeaseExpires(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "registrar.key")
-	if err := os.WriteFile(keyFile, []byte("key \""+updateKey+"\" {\n\talgorithm hmac-sha256;\n\tsecret \""+updateSecret+"\";\n};\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var srvs []*server
-	var app string
-	for i := range 2 {
-		label := fmt.Sprintf("rl%d", i+1)
-		id, key := newKey(t, dir, label+".key")
-		spec := nodeSpec{Label: label, Cloud: "it-register-lease", KeyFile: key, TTL: 1, Timeout: "2s",
-			Publish: []string{fmt.Sprintf("%s 192.0.2.%d", label, i+1)}, Extra: []string{"negative_ttl 1"}}
-		if i == 0 {
-			app = securedName(t, id, "app")
-			spec.Plugins = []string{"tsig {\n        secret " + updateKey + " " + updateSecret + "\n        require_opcode UPDATE\n    }"}
-			spec.Extra = append(spec.Extra, "allow "+updateKey+" * A AAAA SRV TXT", "lease 2s 1h")
-		} else {
-			spec.Bootstrap = []netip.AddrPort{srvs[0].overlayAddr()}
-		}
-		s := startServer(t, spec)
-		if err := s.waitReady(ctx); err != nil {
-			t.Fatal(err)
-		}
-		srvs = append(srvs, s)
-	}
+	keyFile := writeUpdateKey(t, dir)
+	srvs, id := updateCloud(ctx, t, dir, "it-register-lease", "rl", updateSecret, 2, []string{"negative_ttl 1"}, []string{"lease 2s 1h"})
+	app := securedName(t, id, "app")
 	reg := exec.CommandContext(ctx, bin.peername, "register", "-server", srvs[0].dnsAddr, "-key", keyFile,
 		"-lease", "3s", "-addr", "192.0.2.90", app)
 	var out strings.Builder

@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/peername/peername/identity"
 )
 
 // The TSIG key of the UPDATE tests (public: tests only).
@@ -47,26 +51,8 @@ func TestUpdateNsupdate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	var srvs []*server
-	var app string
-	for i := range 3 {
-		label := fmt.Sprintf("upd%d", i+1)
-		id, key := newKey(t, dir, label+".key")
-		spec := nodeSpec{Label: label, Cloud: "it-update", KeyFile: key, TTL: 1, Timeout: "2s",
-			Publish: []string{fmt.Sprintf("%s 192.0.2.%d", label, i+1)}}
-		if i == 0 {
-			app = securedName(t, id, "app")
-			spec.Plugins = []string{"tsig {\n        secret " + updateKey + " " + updateSecret + "\n        require_opcode UPDATE\n    }"}
-			spec.Extra = []string{"allow " + updateKey + " * A AAAA SRV TXT"}
-		} else {
-			spec.Bootstrap = []netip.AddrPort{srvs[0].overlayAddr()}
-		}
-		s := startServer(t, spec)
-		if err := s.waitReady(ctx); err != nil {
-			t.Fatal(err)
-		}
-		srvs = append(srvs, s)
-	}
+	srvs, id := updateCloud(ctx, t, dir, "it-update", "upd", updateSecret, 3, nil, nil)
+	app := securedName(t, id, "app")
 	host, port := splitHostPort(t, srvs[1].dnsAddr)
 	digA := func(ctx context.Context, name string) (string, string) {
 		out, _ := exec.CommandContext(ctx, dig, "@"+host, "-p", port, "+tries=1", "+time=3", name, "A").CombinedOutput()
@@ -138,26 +124,8 @@ func TestUpdateSurvivesRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	var srvs []*server
-	var app string
-	for i := range 2 {
-		label := fmt.Sprintf("ur%d", i+1)
-		id, key := newKey(t, dir, label+".key")
-		spec := nodeSpec{Label: label, Cloud: "it-update-restart", KeyFile: key, TTL: 1, Timeout: "2s",
-			Publish: []string{fmt.Sprintf("%s 192.0.2.%d", label, i+1)}, Extra: []string{"negative_ttl 1"}}
-		if i == 0 {
-			app = securedName(t, id, "app")
-			spec.Plugins = []string{"tsig {\n        secret " + updateKey + " " + updateSecret + "\n        require_opcode UPDATE\n    }"}
-			spec.Extra = append(spec.Extra, "allow "+updateKey+" * A AAAA SRV TXT", "state "+t.TempDir())
-		} else {
-			spec.Bootstrap = []netip.AddrPort{srvs[0].overlayAddr()}
-		}
-		s := startServer(t, spec)
-		if err := s.waitReady(ctx); err != nil {
-			t.Fatal(err)
-		}
-		srvs = append(srvs, s)
-	}
+	srvs, id := updateCloud(ctx, t, dir, "it-update-restart", "ur", updateSecret, 2, []string{"negative_ttl 1"}, []string{"state " + t.TempDir()})
+	app := securedName(t, id, "app")
 	if out, err := nsupdate(ctx, t, updateKey+":"+updateSecret, srvs[0], "update add "+app+" 60 A 192.0.2.56\n"); err != nil {
 		t.Fatalf("nsupdate add: %v: %s", err, out)
 	}
@@ -188,4 +156,46 @@ func TestUpdateSurvivesRestart(t *testing.T) {
 	}
 	srvs[0] = startServer(t, srvs[0].spec) // ...and the restart from its state publishes it again
 	resolves("after node 1 restarted from its state")
+}
+
+// updateCloud starts n loopback nodes of cloud (labels PREFIX1..PREFIXn,
+// each publishing PREFIXi 192.0.2.i) and waits until each is ready. Node 1
+// accepts UPDATEs signed with the key registrar. (secret) for its names of
+// every type; every node's peername block gets the extra lines, node 1's
+// also first1. It returns the servers and node 1's identity.
+func updateCloud(ctx context.Context, t testing.TB, dir, cloud, prefix, secret string, n int, extra, first1 []string) ([]*server, *identity.Identity) {
+	t.Helper()
+	var srvs []*server
+	var first *identity.Identity
+	for i := range n {
+		label := fmt.Sprintf("%s%d", prefix, i+1)
+		id, key := newKey(t, dir, label+".key")
+		spec := nodeSpec{Label: label, Cloud: cloud, KeyFile: key, TTL: 1, Timeout: "2s",
+			Publish: []string{fmt.Sprintf("%s 192.0.2.%d", label, i+1)}, Extra: slices.Clone(extra)}
+		if i == 0 {
+			first = id
+			spec.Plugins = []string{"tsig {\n        secret " + updateKey + " " + secret + "\n        require_opcode UPDATE\n    }"}
+			spec.Extra = append(spec.Extra, "allow "+updateKey+" * A AAAA SRV TXT")
+			spec.Extra = append(spec.Extra, first1...)
+		} else {
+			spec.Bootstrap = []netip.AddrPort{srvs[0].overlayAddr()}
+		}
+		s := startServer(t, spec)
+		if err := s.waitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		srvs = append(srvs, s)
+	}
+	return srvs, first
+}
+
+// writeUpdateKey writes the tests' TSIG key (updateKey, updateSecret) as a
+// BIND key file in dir and returns its path.
+func writeUpdateKey(t testing.TB, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "registrar.key")
+	if err := os.WriteFile(path, []byte("key \""+updateKey+"\" {\n\talgorithm hmac-sha256;\n\tsecret \""+updateSecret+"\";\n};\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
