@@ -2,8 +2,6 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os"
@@ -55,17 +53,6 @@ func crowdJoin(t *testing.T, seedDelay time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), deadline+90*time.Second)
 	defer cancel()
 
-	var sfx [3]byte
-	if _, err := rand.Read(sfx[:]); err != nil {
-		t.Fatal(err)
-	}
-	prefix := "pc" + hex.EncodeToString(sfx[:])
-	sw := prefix + "sw"
-	addNetNS(ctx, t, sw)
-	mustIP(ctx, t, "-n", sw, "link", "set", "lo", "up")
-	mustIP(ctx, t, "-n", sw, "link", "add", "br0", "type", "bridge")
-	mustIP(ctx, t, "-n", sw, "link", "set", "br0", "up")
-
 	type host struct {
 		ns   string
 		addr netip.Addr
@@ -76,16 +63,9 @@ func crowdJoin(t *testing.T, seedDelay time.Duration) {
 	const overlayPort = 3540
 	hs := make([]*host, hosts)
 	specs := make([]nodeSpec, hosts)
-	for i := range hs {
-		h := &host{ns: fmt.Sprintf("%sh%d", prefix, i+1), addr: netip.MustParseAddr(fmt.Sprintf(crowdSubnet, i+1))}
+	for i, lh := range netnsLAN(ctx, t, crowdSubnet, hosts, 1) {
+		h := &host{ns: lh.ns, addr: lh.addr}
 		hs[i] = h
-		addNetNS(ctx, t, h.ns)
-		port := fmt.Sprintf("p%d", i+1)
-		mustIP(ctx, t, "link", "add", "eth0", "netns", h.ns, "type", "veth", "peer", "name", port, "netns", sw)
-		mustIP(ctx, t, "-n", sw, "link", "set", port, "master", "br0", "up")
-		mustIP(ctx, t, "-n", h.ns, "link", "set", "lo", "up")
-		mustIP(ctx, t, "-n", h.ns, "addr", "add", h.addr.String()+"/24", "dev", "eth0")
-		mustIP(ctx, t, "-n", h.ns, "link", "set", "eth0", "up")
 		label := fmt.Sprintf("host%d", i+1)
 		id, key := newKey(t, dir, label+".key")
 		h.name = securedName(t, id, label)

@@ -26,9 +26,10 @@ type nsHost struct {
 	addr netip.Addr
 }
 
-// netnsLAN creates n hosts on one bridge, at 198.18.77.FIRST... (see
-// netnsSubnet). Everything is removed when the test ends.
-func netnsLAN(ctx context.Context, t *testing.T, n, first int) []*nsHost {
+// netnsLAN creates n hosts on one bridge, at the addresses subnet (a
+// format with one %d, e.g. netnsSubnet) gives FIRST, FIRST+1... Everything
+// is removed when the test ends.
+func netnsLAN(ctx context.Context, t *testing.T, subnet string, n, first int) []*nsHost {
 	t.Helper()
 	var sfx [3]byte
 	if _, err := rand.Read(sfx[:]); err != nil {
@@ -45,7 +46,7 @@ func netnsLAN(ctx context.Context, t *testing.T, n, first int) []*nsHost {
 	}
 	hs := make([]*nsHost, n)
 	for i := range hs {
-		h := &nsHost{ns: fmt.Sprintf("%sh%d", prefix, i+1), addr: netip.MustParseAddr(fmt.Sprintf(netnsSubnet, first+i))}
+		h := &nsHost{ns: fmt.Sprintf("%sh%d", prefix, i+1), addr: netip.MustParseAddr(fmt.Sprintf(subnet, first+i))}
 		hs[i] = h
 		addNetNS(ctx, t, h.ns)
 		port := fmt.Sprintf("p%d", i+1)
@@ -102,7 +103,7 @@ func TestInviteAcrossHosts(t *testing.T) {
 	requireNetNS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	hs := netnsLAN(ctx, t, 3, 31)
+	hs := netnsLAN(ctx, t, netnsSubnet, 3, 31)
 	dir := t.TempDir()
 	const cloud, overlayPort, appPort = "it-invite", 3540, 7007
 	seed := netip.AddrPortFrom(hs[0].addr, overlayPort)

@@ -39,7 +39,7 @@ func TestUnmodifiedApplication(t *testing.T) {
 		pubIP netip.Addr // the address its name must resolve to
 	}
 	hs := make([]*host, hosts)
-	for i, h := range netnsLAN(ctx, t, hosts, 1) {
+	for i, h := range netnsLAN(ctx, t, netnsSubnet, hosts, 1) {
 		hs[i] = &host{ns: h.ns, addr: h.addr}
 	}
 

@@ -127,7 +127,7 @@ func TestRegisterAcrossHosts(t *testing.T) {
 	requireNetNS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	hs := netnsLAN(ctx, t, 2, 41)
+	hs := netnsLAN(ctx, t, netnsSubnet, 2, 41)
 	dir := t.TempDir()
 	keyFile := writeUpdateKey(t, dir)
 	const overlayPort = 3540
