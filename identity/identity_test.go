@@ -301,3 +301,18 @@ func TestParseKeyRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestCloser(t *testing.T) {
+	t.Parallel()
+	var target, a, b Key
+	target[0], a[0], b[0] = 0x80, 0x81, 0x90 // a differs from target in a lower bit than b
+	tests := []struct {
+		a, b Key
+		want bool
+	}{{a, b, true}, {b, a, false}, {a, a, false}, {target, a, true}}
+	for _, tt := range tests {
+		if got := Closer(tt.a, tt.b, target); got != tt.want {
+			t.Errorf("Closer(%x.., %x.., %x..) = %v, want %v", tt.a[0], tt.b[0], target[0], got, tt.want)
+		}
+	}
+}

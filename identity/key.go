@@ -15,6 +15,18 @@ type Key [32]byte
 // String returns the key as 64 lowercase hexadecimal digits.
 func (k Key) String() string { return hex.EncodeToString(k[:]) }
 
+// Closer reports whether a is strictly closer to t than b in the overlay's
+// XOR distance.
+func Closer(a, b, t Key) bool {
+	for i := range t {
+		da, db := a[i]^t[i], b[i]^t[i]
+		if da != db {
+			return da < db
+		}
+	}
+	return false
+}
+
 // Domain-separation prefixes of the hashes this package computes.
 const (
 	nodeIDDomain    = "peername-node-v1\x00"

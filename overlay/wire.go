@@ -480,15 +480,7 @@ func compareKeys(a, b identity.Key) int {
 }
 
 // closer reports whether a is strictly closer to t than b in XOR distance.
-func closer(a, b, t identity.Key) bool {
-	for i := range t {
-		da, db := a[i]^t[i], b[i]^t[i]
-		if da != db {
-			return da < db
-		}
-	}
-	return false
-}
+func closer(a, b, t identity.Key) bool { return identity.Closer(a, b, t) }
 
 // commonPrefixLen returns the number of leading bits a and b share (256 if equal).
 func commonPrefixLen(a, b identity.Key) int {

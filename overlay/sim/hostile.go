@@ -126,7 +126,7 @@ func (h *hostility) closestColluders(key identity.Key, n int, not identity.Key) 
 			continue
 		}
 		pos := len(out)
-		for pos > 0 && closerTo(ct.ID, out[pos-1].ID, key) {
+		for pos > 0 && identity.Closer(ct.ID, out[pos-1].ID, key) {
 			pos--
 		}
 		if pos >= n {
@@ -138,17 +138,6 @@ func (h *hostility) closestColluders(key identity.Key, n int, not identity.Key) 
 		}
 	}
 	return out
-}
-
-// closerTo reports whether a is closer to t than b is (XOR distance).
-func closerTo(a, b, t identity.Key) bool {
-	for i := range t {
-		da, db := a[i]^t[i], b[i]^t[i]
-		if da != db {
-			return da < db
-		}
-	}
-	return false
 }
 
 // forge builds records for the requested key that a careless resolver would
