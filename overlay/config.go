@@ -275,6 +275,8 @@ type Stats struct {
 	BytesSent, BytesReceived uint64
 	HandshakesStarted        uint64
 	HandshakesCompleted      uint64
+	Retransmits              uint64 // requests resent after their retransmission timeout
+	HandshakesResent         uint64 // HELLOs resent for a request waiting on a handshake
 	DroppedAuth              uint64 // failed authentication, replays, unknown sessions
 	DroppedPuzzle            uint64 // handshakes refused for a certificate puzzle below PuzzleBits (also in DroppedAuth)
 	DroppedCloud             uint64 // datagrams of another cloud
@@ -294,18 +296,25 @@ var (
 	ErrNotFound   = errors.New("overlay: not found")
 	// ErrWithdrawn: the newest record for the name is a signed withdrawal.
 	// errors.Is(ErrWithdrawn, ErrNotFound) holds.
-	ErrWithdrawn  = wrapNotFound("overlay: name withdrawn by its owner")
-	ErrTimeout    = errors.New("overlay: search deadline passed")
-	ErrHopLimit   = errors.New("overlay: hop limit reached")
-	ErrAlone      = errors.New("overlay: no reachable peer")
-	ErrBusy       = errors.New("overlay: too many concurrent operations")
-	ErrNotStored  = errors.New("overlay: no node acknowledged the store")
-	ErrLeft       = errors.New("overlay: node has left the overlay")
-	ErrBadRecord  = errors.New("overlay: record refused")
-	ErrNotOwned   = errors.New("overlay: name not published by this node")
-	ErrMalformed  = errors.New("overlay: malformed message")
-	ErrWrongCloud = errors.New("overlay: message from another cloud")
-	ErrVersion    = errors.New("overlay: unsupported protocol version")
+	ErrWithdrawn = wrapNotFound("overlay: name withdrawn by its owner")
+	ErrTimeout   = errors.New("overlay: search deadline passed")
+	ErrHopLimit  = errors.New("overlay: hop limit reached")
+	ErrAlone     = errors.New("overlay: no reachable peer")
+	// ErrInconclusive: nothing was found, but the lookup did not hear the
+	// closest nodes responsible for the key (some of them timed out, or were
+	// never asked), so it cannot tell that the key holds nothing. It does not
+	// wrap ErrNotFound: a DNS front end answers SERVFAIL, not NXDOMAIN, and
+	// caches nothing. A node that had peers and lost them all reports
+	// ErrInconclusive wrapping ErrAlone.
+	ErrInconclusive = errors.New("overlay: inconclusive, the closest nodes did not all answer")
+	ErrBusy         = errors.New("overlay: too many concurrent operations")
+	ErrNotStored    = errors.New("overlay: no node acknowledged the store")
+	ErrLeft         = errors.New("overlay: node has left the overlay")
+	ErrBadRecord    = errors.New("overlay: record refused")
+	ErrNotOwned     = errors.New("overlay: name not published by this node")
+	ErrMalformed    = errors.New("overlay: malformed message")
+	ErrWrongCloud   = errors.New("overlay: message from another cloud")
+	ErrVersion      = errors.New("overlay: unsupported protocol version")
 )
 
 type notFoundErr struct{ msg string }
@@ -314,3 +323,18 @@ func (e notFoundErr) Error() string        { return e.msg }
 func (e notFoundErr) Is(target error) bool { return target == ErrNotFound }
 
 func wrapNotFound(msg string) error { return notFoundErr{msg} }
+
+// inconclusiveAlone is ErrInconclusive and ErrAlone at once: the node is
+// alone now, but it had peers, so "nobody here has it" proves nothing.
+type inconclusiveAloneErr struct{}
+
+func (inconclusiveAloneErr) Error() string {
+	return "overlay: inconclusive: no reachable peer left (the node had peers)"
+}
+func (inconclusiveAloneErr) Is(target error) bool {
+	return target == ErrInconclusive || target == ErrAlone
+}
+
+// errInconclusiveAlone is reported instead of ErrAlone by a node that had
+// peers: errors.Is holds for both ErrInconclusive and ErrAlone.
+var errInconclusiveAlone error = inconclusiveAloneErr{}

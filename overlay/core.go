@@ -39,11 +39,17 @@ type Core struct {
 	buf   []byte // decrypted plaintext of the datagram being handled
 
 	joined bool
-	left   bool
-	dirty  bool  // the neighbourhood changed since the last replication pass
-	srtt   int64 // smoothed request round trip (ns), for soft timeouts
-	st     Stats
-	rl     rateLimiter
+	// everPeered: a session was established once (or contacts restored), so
+	// an empty table later means peers were lost, not that there are none.
+	everPeered bool
+	left       bool
+	dirty      bool   // the neighbourhood changed since the last replication pass
+	srtt       int64  // smoothed request round trip (ns), for soft timeouts
+	rtt        rttEst // the node's round-trip estimate over all peers (RTO fallback)
+	replAt     int64  // when the armed replication retry fires (0: none)
+	replRetry  int64  // the next replication retry's backoff
+	st         Stats
+	rl         rateLimiter
 }
 
 // ownedRecord is a record this node published and keeps republishing.
@@ -73,6 +79,12 @@ type request struct {
 	expect byte // the response message type
 	resent bool
 	slow   bool // past its soft timeout (lookups)
+	// Retransmission (retransmit.go).
+	tries uint8         // resends so far
+	rto   int64         // the current retransmission timeout
+	rto0  int64         // the first one
+	sr    *storedRecord // what a reqReplicate STORE carries
+	end   int64         // when the request fails if still unanswered
 }
 
 // NewCore returns a core for cfg.Identity. It does nothing until driven.
@@ -206,7 +218,7 @@ func (c *Core) sendRequest(now int64, to contact, hasID bool, m *msg, op *operat
 		sentAt: now, op: op, cand: cand, kind: kind, expect: expect,
 	}
 	c.pending[req.id] = req
-	c.timers.push(timer{at: now + c.cfg.RequestTimeout.Nanoseconds(), kind: tRequest, id: req.id})
+	c.armRequest(now, req)
 	if kind == reqLookup {
 		c.timers.push(timer{at: now + c.softTimeout(), kind: tSoft, id: req.id})
 	}
@@ -316,15 +328,21 @@ func (c *Core) startHandshake(now int64, peer identity.Key, hasID bool, addr net
 	if hasID {
 		c.sess.byPeer[peer] = s
 	}
+	c.st.HandshakesStarted++
+	c.emit(addr, c.helloPacket(s))
+	return s
+}
+
+// helloPacket builds the HELLO of an initiated session; a resend is the same
+// bytes, which the responder answers with the same HELLO_ACK.
+func (c *Core) helloPacket(s *session) []byte {
 	pkt := make([]byte, 0, helloLen)
 	pkt = appendHeader(pkt, ptHello, c.hk.tag)
 	pkt = binary.BigEndian.AppendUint32(pkt, s.localIdx)
 	pkt = append(pkt, c.hk.cert[:]...)
 	pkt = append(pkt, s.hs.nonce[:]...)
 	pkt = append(pkt, make([]byte, helloPad)...)
-	c.st.HandshakesStarted++
-	c.emit(addr, pkt)
-	return s
+	return pkt
 }
 
 // ---- receiving ----
@@ -453,6 +471,7 @@ func (c *Core) adoptSession(s *session) {
 		c.sess.remove(old)
 	}
 	c.sess.byPeer[s.peer] = s
+	c.everPeered = true
 	var q [][]byte
 	if s.hs != nil {
 		q = s.hs.queue
@@ -621,6 +640,12 @@ func (c *Core) onMessage(now int64, s *session, m *msg) {
 			return
 		}
 		delete(c.pending, req.id)
+		if req.kind == reqReplicate && req.sr != nil {
+			req.sr.addPushed(binary.BigEndian.Uint64(s.peer[:8]))
+		}
+		if !req.resent && req.tries == 0 {
+			c.rttSample(s.peer, now-req.sentAt)
+		}
 		if !req.resent {
 			sample := now - req.sentAt
 			if c.srtt == 0 {
@@ -653,6 +678,10 @@ func (c *Core) requestFailed(now int64, req *request, timedOut bool) {
 			}
 		}
 	}
+	if req.kind == reqReplicate && timedOut {
+		c.dirty = true // the replica did not acknowledge: try it again
+		c.armReplicate(now)
+	}
 	if req.op != nil {
 		c.opFailure(now, req, timedOut)
 	}
@@ -671,7 +700,7 @@ func (c *Core) HandleTimer(now time.Time) {
 		t := c.timers.pop()
 		switch t.kind {
 		case tRequest:
-			if req := c.pending[t.id]; req != nil {
+			if req := c.pending[t.id]; req != nil && !c.onRequestTimer(ns, req) {
 				delete(c.pending, t.id)
 				c.requestFailed(ns, req, true)
 			}
@@ -687,6 +716,13 @@ func (c *Core) HandleTimer(now time.Time) {
 		case tGrace:
 			if op := c.ops[OpID(t.id)]; op != nil && !op.storing && c.quorumMet(op) {
 				c.finishLookup(ns, op)
+			}
+		case tReplicate:
+			if t.at == c.replAt {
+				c.replAt = 0
+				if c.dirty {
+					c.replicate(ns)
+				}
 			}
 		case tTick:
 			if t.at == c.tickAt {
@@ -1042,7 +1078,12 @@ func (c *Core) beginStore(now int64, op *operation, rec *records.Record) {
 }
 
 // replicate hands stored records to members of their replica sets (as this
-// node sees them) that have not been given them yet.
+// node sees them) that have not acknowledged them yet. A node keeps pushing
+// its own records even when it is not one of their replicas. A record's
+// pushed list holds the replicas that acknowledged it (or, for a record
+// received from its publisher, presumably got it from the publisher, which
+// pushes until they acknowledge); STOREs that go unacknowledged are retried
+// with backoff (armReplicate).
 func (c *Core) replicate(now int64) {
 	c.dirty = false
 	sent := 0
@@ -1051,11 +1092,17 @@ func (c *Core) replicate(now int64) {
 		// publish may have reached only the few peers there were (the first
 		// node of a cloud publishes to the first joiner), and a holder that is
 		// not among the key's closest once the cloud grew passes nothing on.
-		if _, own := c.owned[k]; !own && c.rt.countCloser(k, c.id, c.cfg.Replication) >= c.cfg.Replication {
+		_, own := c.owned[k]
+		if !own && c.rt.countCloser(k, c.id, c.cfg.Replication) >= c.cfg.Replication {
 			continue // not one of the key's replicas any more
 		}
 		targets := c.rt.closest(nil, k, c.cfg.Replication, c.id)
 		for _, sr := range c.store.get(k, now) {
+			// Forget acknowledgements of nodes no longer in the set: one that
+			// comes back is pushed to again.
+			sr.pushed = slices.DeleteFunc(sr.pushed, func(p uint64) bool {
+				return !slices.ContainsFunc(targets, func(t contact) bool { return binary.BigEndian.Uint64(t.ID[:8]) == p })
+			})
 			for _, t := range targets {
 				p := binary.BigEndian.Uint64(t.ID[:8])
 				if slices.Contains(sr.pushed, p) {
@@ -1063,28 +1110,50 @@ func (c *Core) replicate(now int64) {
 				}
 				if sent >= maxReplicatePerTick {
 					c.dirty = true
+					c.armReplicate(now)
 					return
 				}
 				m := msg{typ: mStore, key: k, records: [][]byte{sr.enc}}
 				if c.sendRequest(now, t, true, &m, nil, -1, reqReplicate, mStoreAck) != nil {
 					c.dirty = true
+					c.armReplicate(now)
 					return
+				}
+				if req := c.pending[m.reqID]; req != nil {
+					req.sr = sr
 				}
 				sent++
 			}
-			sr.pushed = sr.pushed[:0]
-			for _, t := range targets {
-				sr.pushed = append(sr.pushed, binary.BigEndian.Uint64(t.ID[:8]))
-			}
 		}
 	}
+	if sent == 0 {
+		c.replRetry = 0 // every replica acknowledged: the next retry starts short
+	}
+}
+
+// armReplicate schedules a replication pass for STOREs that were not
+// acknowledged: first 2*RequestTimeout from now (past the lifetime of the
+// STOREs in flight), doubling on every retry up to TickInterval, reset once
+// a pass finds every replica acknowledged.
+func (c *Core) armReplicate(now int64) {
+	if c.replAt > now {
+		return
+	}
+	if c.replRetry == 0 {
+		c.replRetry = requestLifetimeFactor * c.cfg.RequestTimeout.Nanoseconds()
+	}
+	c.replAt = now + c.replRetry
+	c.timers.push(timer{at: c.replAt, kind: tReplicate})
+	c.replRetry = min(2*c.replRetry, c.cfg.TickInterval.Nanoseconds())
 }
 
 // maxReplicatePerTick bounds the maintenance STOREs of one tick.
 const maxReplicatePerTick = 256
 
 // markPushed records that the current replica set of key presumably holds
-// what was just stored (the publisher stores on all of them).
+// what was just stored: a replica that receives a record from its
+// publisher leaves the other replicas to the publisher, which pushes to
+// each until it acknowledges (markAcked, replicate).
 func (c *Core) markPushed(key identity.Key) {
 	targets := c.rt.closest(nil, key, c.cfg.Replication, c.id)
 	for _, sr := range c.store.get(key, 0) {
@@ -1093,6 +1162,28 @@ func (c *Core) markPushed(key identity.Key) {
 			sr.pushed = append(sr.pushed, binary.BigEndian.Uint64(t.ID[:8]))
 		}
 	}
+}
+
+// markAcked records, on the stored copy of the record enc, which nodes
+// acknowledged its STORE, and reports whether a member of the key's replica
+// set (as this node sees it) has not.
+func (c *Core) markAcked(key identity.Key, enc []byte, acked []uint64) bool {
+	missing := false
+	for _, sr := range c.store.get(key, 0) {
+		if !bytes.Equal(sr.enc, enc) {
+			continue
+		}
+		sr.pushed = sr.pushed[:0]
+		for _, p := range acked {
+			sr.addPushed(p)
+		}
+		for _, t := range c.rt.closest(nil, key, c.cfg.Replication, c.id) {
+			if !slices.Contains(sr.pushed, binary.BigEndian.Uint64(t.ID[:8])) {
+				missing = true
+			}
+		}
+	}
+	return missing
 }
 
 // midpoint returns floor((a+b)/2) of two 256-bit big-endian integers.

@@ -52,7 +52,10 @@ func (c *Core) quorumMet(op *operation) bool {
 }
 
 // closestSettled reports whether the k closest candidates with a known ID
-// have all answered or failed.
+// have all answered or failed, or are quiet: still in flight after
+// quietSends sends went unanswered (on a lossy link the request lives on
+// and its answer still counts if it comes, but the quorum does not wait
+// for it up to the search deadline).
 func (op *operation) closestSettled(k int) bool {
 	n := 0
 	for _, i := range op.order {
@@ -60,7 +63,7 @@ func (op *operation) closestSettled(k int) bool {
 		if !cd.hasID {
 			continue
 		}
-		if cd.state == cFresh || cd.state == cInflight {
+		if cd.state == cFresh || cd.state == cInflight && !cd.quiet {
 			return false
 		}
 		if n++; n >= k {

@@ -41,6 +41,7 @@ type cand struct {
 	ref     int32 // index of the candidate that referred this one (-1: own table or seed)
 	path    uint8 // disjoint lookup path (Defence.DisjointPaths)
 	slow    bool  // in flight past its soft timeout
+	quiet   bool  // in flight, quietSends sends unanswered (see closestSettled)
 }
 
 // operation is one API call (or internal maintenance) in progress: an
@@ -85,6 +86,7 @@ type operation struct {
 	storing  bool
 	storeOut int
 	stored   int
+	ackedBy  []uint64 // ID prefixes of the nodes whose STORE_ACK came back
 }
 
 // width is how many of the closest known candidates must have answered (or
@@ -363,6 +365,9 @@ func (c *Core) opResponse(now int64, req *request, peer identity.Key, m *msg) {
 			if m.n == storeOK {
 				op.stored++
 			}
+			// Any answer settles the replica: it stored the record, holds an
+			// equal or newer one, or refused it (resending would not help).
+			op.ackedBy = append(op.ackedBy, binary.BigEndian.Uint64(peer[:8]))
 			if op.storeOut == 0 {
 				c.complete(now, op)
 			}
@@ -574,7 +579,12 @@ func (c *Core) complete(now int64, op *operation) {
 		default:
 			comp.Err = ErrNotStored
 		}
-		c.markPushed(op.target) // the replica set just received it
+		// Only the replicas that acknowledged hold it; the others get it
+		// from replicate, retried with backoff until they acknowledge.
+		if c.markAcked(op.target, op.enc, op.ackedBy) {
+			c.dirty = true
+			c.armReplicate(now)
+		}
 		if op.kind == opStore && op.stored == 0 && !op.anyResponse {
 			c.store.putRecord(now, op.rec.Key(), op.rec, op.enc, netip.Addr{})
 		}
@@ -597,7 +607,7 @@ func (c *Core) complete(now int64, op *operation) {
 		})
 		comp.Records = live
 		if len(live) == 0 {
-			comp.Err = op.notFoundErr(withdrawn, c.rt.size == 0)
+			comp.Err = op.notFoundErr(withdrawn, c.rt.size == 0, c.everPeered, op.width(c.cfg))
 		}
 	case opNearest, opRange:
 		op.pathTo(op.keysRef)
@@ -606,7 +616,7 @@ func (c *Core) complete(now int64, op *operation) {
 			slices.SortFunc(comp.Keys, compareKeys)
 		}
 		if len(comp.Keys) == 0 {
-			comp.Err = op.notFoundErr(false, c.rt.size == 0)
+			comp.Err = op.notFoundErr(false, c.rt.size == 0, c.everPeered, op.width(c.cfg))
 		}
 	}
 	comp.Path = op.path
@@ -615,7 +625,11 @@ func (c *Core) complete(now int64, op *operation) {
 	}
 }
 
-func (op *operation) notFoundErr(withdrawn, alone bool) error {
+// notFoundErr is the verdict of a lookup that found nothing. ErrNotFound is
+// reserved for a conclusive one (see conclusive); a node alone that had
+// peers, like any lookup that did not hear the closest nodes, is
+// inconclusive.
+func (op *operation) notFoundErr(withdrawn, alone, hadPeers bool, width int) error {
 	switch {
 	case withdrawn:
 		return ErrWithdrawn
@@ -623,10 +637,35 @@ func (op *operation) notFoundErr(withdrawn, alone bool) error {
 		return ErrTimeout
 	case op.hopLimited:
 		return ErrHopLimit
+	case !op.anyResponse && alone && hadPeers:
+		return errInconclusiveAlone
 	case !op.anyResponse && alone:
 		return ErrAlone
+	case !op.conclusive(width):
+		return ErrInconclusive
 	}
 	return ErrNotFound
+}
+
+// conclusive reports whether the lookup heard the nodes responsible for its
+// key: the min(width, known) closest candidates with a known ID all
+// answered. One of them that timed out, failed or was never asked (it may
+// be the one holding the record) makes "nobody has it" unproven.
+func (op *operation) conclusive(width int) bool {
+	n := 0
+	for _, i := range op.order {
+		cd := &op.all[i]
+		if !cd.hasID {
+			continue
+		}
+		if cd.state != cDone {
+			return false
+		}
+		if n++; n >= width {
+			break
+		}
+	}
+	return true
 }
 
 func (c *Core) deepestOf(op *operation, done []int32) {

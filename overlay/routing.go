@@ -15,6 +15,7 @@ type rtContact struct {
 	lastSeen int64
 	fails    uint8
 	pinging  bool
+	rtt      rttEst // round trips to it (retransmission timeouts)
 }
 
 // bucket holds the contacts sharing a given prefix length with our ID, least
@@ -143,6 +144,18 @@ func (rt *routingTable) failed(id identity.Key, maxFails int) bool {
 	}
 	rt.removeAt(b, i)
 	return true
+}
+
+// entry returns id's live entry, or nil.
+func (rt *routingTable) entry(id identity.Key) *rtContact {
+	b := rt.bucketFor(id, false, 0)
+	if b == nil {
+		return nil
+	}
+	if i := findContact(b.live, id); i >= 0 {
+		return &b.live[i]
+	}
+	return nil
 }
 
 // remove drops id (it left, or failed a liveness check).

@@ -17,7 +17,14 @@ type storedRecord struct {
 	enc     []byte
 	expires int64
 	source  netip.Addr // who sent it (zero for our own records)
-	pushed  []uint64   // ID prefixes of the replica set it was last handed to
+	pushed  []uint64   // ID prefixes of the replicas that hold it (acknowledged, or presumed: see markPushed)
+}
+
+// addPushed records that the node with ID prefix p holds the record.
+func (sr *storedRecord) addPushed(p uint64) {
+	if !slices.Contains(sr.pushed, p) {
+		sr.pushed = append(sr.pushed, p)
+	}
 }
 
 // slot holds the records under one key: at most one for a secured name, at

@@ -7,6 +7,7 @@ const (
 	tGrace      = 3 // a Resolve's value grace period (id = OpID)
 	tTick       = 4 // periodic maintenance
 	tSoft       = 5 // a lookup request's soft timeout (id = request ID)
+	tReplicate  = 6 // a retry of unacknowledged replication STOREs
 )
 
 type timer struct {

@@ -656,3 +656,40 @@ func BenchmarkResolveCached(b *testing.B) {
 		}
 	})
 }
+
+// TestCoalescedInconclusive: a shared search that could not conclude (any
+// error other than ErrNotFound, such as the overlay's ErrInconclusive)
+// reaches every waiter as ErrUnavailable, never as ErrNotFound, and is not
+// cached: the next lookup searches again and finds the name.
+func TestCoalescedInconclusive(t *testing.T) {
+	t.Parallel()
+	rec := signed(t, ident(t, 1), "www", true, 1, time.Hour, nil)
+	f := newFake(rec)
+	f.err = errors.New("overlay: inconclusive, the closest nodes did not all answer")
+	f.block = make(chan struct{})
+	res := newResolver(t, f, newClock(t0), nil)
+	const n = 20
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := res.Resolve(context.Background(), rec.Name.DNS(zone), zone)
+			errs <- err
+		}()
+	}
+	waitWaiters(t, res, rec.Name.Key(), n)
+	close(f.block)
+	for range n {
+		if err := <-errs; errors.Is(err, ErrNotFound) || !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("waiter: err = %v, want ErrUnavailable, not ErrNotFound", err)
+		}
+	}
+	f.mu.Lock()
+	f.err, f.block = nil, nil
+	f.mu.Unlock()
+	if _, err := res.Resolve(context.Background(), rec.Name.DNS(zone), zone); err != nil {
+		t.Fatalf("after an inconclusive search: %v (cached as a negative?)", err)
+	}
+	if got := f.searches.Load(); got != 2 {
+		t.Fatalf("searches = %d, want 2 (one shared, one after)", got)
+	}
+}

@@ -25,7 +25,8 @@ type LookupSample struct {
 }
 
 // Report is the outcome of a run. Every lookup the workload scheduled is in
-// exactly one of Succeeded, Stale, WrongRecord, Timeouts, NotFound, HopLimit,
+// exactly one of Succeeded, Stale, WrongRecord, Timeouts, NotFound,
+// Inconclusive, HopLimit,
 // OtherErrors, Unfinished and NotIssued; Failures is their sum minus
 // Succeeded.
 type Report struct {
@@ -38,10 +39,19 @@ type Report struct {
 	Failures    int     `json:"failures"`
 	Timeouts    int     `json:"timeouts"`
 	NotFound    int     `json:"not_found"`
-	Stale       int     `json:"stale"`        // an older record of the name
-	WrongRecord int     `json:"wrong_record"` // no error, but no record of the name's owner
-	HopLimit    int     `json:"hop_limit"`
-	OtherErrors int     `json:"other_errors"`
+	// Inconclusive: nothing found, but the closest nodes did not all answer
+	// (overlay.ErrInconclusive; SERVFAIL, not NXDOMAIN, in the plugin).
+	Inconclusive int `json:"inconclusive"`
+	// Replica census at the end of the run (census.go): live honest nodes
+	// other than the owner holding each live name's current record.
+	ReplicasMin     int     `json:"replicas_min"`
+	ReplicasMean    float64 `json:"replicas_mean"`
+	ReplicaTarget   int     `json:"replica_target"` // min(Replication, live nodes - 1)
+	UnderReplicated int     `json:"under_replicated"`
+	Stale           int     `json:"stale"`        // an older record of the name
+	WrongRecord     int     `json:"wrong_record"` // no error, but no record of the name's owner
+	HopLimit        int     `json:"hop_limit"`
+	OtherErrors     int     `json:"other_errors"`
 	// OtherErrorKinds counts the other errors by message.
 	OtherErrorKinds map[string]int `json:"other_error_kinds,omitempty"`
 	Unfinished      int            `json:"unfinished"` // no completion by the end of the run
@@ -126,7 +136,7 @@ func (r *Report) WriteText(out io.Writer) error {
 	_, err := fmt.Fprintf(out, `peername overlay simulation (seed %d, trace %s)
 nodes            %d (joined %d, failed %d, late joins %d; join retries %d, failures %d)
 names            %d published of %d (publish retries %d, failures %d)
-lookups          %d: %d ok = %.4f%%  failures %d (timeout %d, not found %d, stale %d, wrong %d, hop limit %d, other %d, unfinished %d, not issued %d)
+lookups          %d: %d ok = %.4f%%  failures %d (timeout %d, not found %d, inconclusive %d, stale %d, wrong %d, hop limit %d, other %d, unfinished %d, not issued %d)
 hops             mean %.2f  p99 %.0f  max %d
 latency          p50 %.1f ms  p99 %.1f ms (virtual)
 traffic          %.2f msgs/node/s  %.0f bytes/node/s (run); %.2f msgs/node/s  %.0f bytes/node/s (lookup phase)
@@ -138,7 +148,7 @@ time             %.0f s virtual, %.1f s wall
 		r.Seed, r.Trace,
 		r.Nodes, r.Joined, r.FailedNodes, r.LateJoins, r.JoinRetries, r.JoinFailures,
 		r.Published, r.Names, r.PublishRetries, r.PublishFailures,
-		r.Lookups, r.Succeeded, 100*r.SuccessRate, r.Failures, r.Timeouts, r.NotFound, r.Stale, r.WrongRecord, r.HopLimit, r.OtherErrors, r.Unfinished, r.NotIssued,
+		r.Lookups, r.Succeeded, 100*r.SuccessRate, r.Failures, r.Timeouts, r.NotFound, r.Inconclusive, r.Stale, r.WrongRecord, r.HopLimit, r.OtherErrors, r.Unfinished, r.NotIssued,
 		r.HopsMean, r.HopsP99, r.HopsMax,
 		r.LatencyP50ms, r.LatencyP99ms,
 		r.MsgsPerNodePerS, r.BytesPerNodePerS, r.LookupMsgsPerNodePerS, r.LookupBytesPerNodePerS,

@@ -654,6 +654,8 @@ func (w *World) lookupDone(i int32, now time.Time, info opInfo, c *overlay.Compl
 		w.rep.Timeouts++
 	case errors.Is(c.Err, overlay.ErrNotFound):
 		w.rep.NotFound++
+	case errors.Is(c.Err, overlay.ErrInconclusive):
+		w.rep.Inconclusive++
 	case errors.Is(c.Err, overlay.ErrHopLimit):
 		w.rep.HopLimit++
 	default:
@@ -840,7 +842,7 @@ func (w *World) progress(final bool) {
 	}
 	w.lastWall = now
 	r := &w.rep
-	done := r.Succeeded + r.Timeouts + r.NotFound + r.Stale + r.WrongRecord + r.HopLimit + r.OtherErrors + r.NotIssued
+	done := r.Succeeded + r.Timeouts + r.NotFound + r.Inconclusive + r.Stale + r.WrongRecord + r.HopLimit + r.OtherErrors + r.NotIssued
 	fmt.Fprintf(w.cfg.Progress, "sim seed=%d t=%v nodes=%d alive=%d joined=%d published=%d lookups=%d/%d ok=%d queue=%d wall=%.1fs\n",
 		w.cfg.Seed, w.e.Elapsed().Truncate(time.Second), len(w.nodes), w.aliveCount(), len(w.ready), len(w.live),
 		done, w.cfg.Lookups, r.Succeeded, len(w.e.queue), now.Sub(w.wallStart).Seconds())
@@ -855,6 +857,7 @@ func (w *World) finish() {
 		}
 	}
 	r.Failures = r.Lookups - r.Succeeded
+	w.census()
 	r.Series = &Series{Lookups: w.samples, Traffic: w.e.Seconds()}
 	if r.Lookups > 0 {
 		r.SuccessRate = float64(r.Succeeded) / float64(r.Lookups)

@@ -64,13 +64,28 @@ func newOverlayNode(cfg nodeConfig) (overlayNode, error) {
 // Search implements overlayNode.
 func (n *netNode) Search(ctx context.Context, key identity.Key) ([]*records.Record, error) {
 	recs, _, err := n.Node.Resolve(ctx, key)
-	switch {
-	case errors.Is(err, overlay.ErrNotFound):
-		return nil, fmt.Errorf("%w: %w", resolver.ErrNotFound, err)
-	case errors.Is(err, overlay.ErrAlone) && n.knowinglyAlone():
-		return nil, fmt.Errorf("%w: %w", resolver.ErrNotFound, err)
+	if err != nil {
+		return nil, searchErr(err, n.knowinglyAlone)
 	}
-	return recs, err
+	return recs, nil
+}
+
+// searchErr maps an overlay search error to the resolver's: only a
+// conclusive "not found" (the closest nodes answered and hold nothing), or
+// a node that never had a peer and has nobody to find, becomes
+// resolver.ErrNotFound (NXDOMAIN). An inconclusive lookup, including a node
+// that lost the peers it had, stays an error: SERVFAIL, cached by nobody
+// (RFC 2308 section 7).
+func searchErr(err error, knowinglyAlone func() bool) error {
+	switch {
+	case errors.Is(err, overlay.ErrInconclusive):
+		return err
+	case errors.Is(err, overlay.ErrNotFound):
+		return fmt.Errorf("%w: %w", resolver.ErrNotFound, err)
+	case errors.Is(err, overlay.ErrAlone) && knowinglyAlone():
+		return fmt.Errorf("%w: %w", resolver.ErrNotFound, err)
+	}
+	return err
 }
 
 // knowinglyAlone reports whether the node is alone because there is nobody

@@ -2,6 +2,7 @@ package peername
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"testing"
@@ -10,6 +11,9 @@ import (
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
+
+	"github.com/peername/peername/overlay"
+	"github.com/peername/peername/resolver"
 )
 
 // eventually polls cond until it holds or the deadline passes.
@@ -119,5 +123,34 @@ func TestAloneAnswers(t *testing.T) {
 				t.Fatalf("rcode %s, want %s", dns.RcodeToString[code], dns.RcodeToString[tc.want])
 			}
 		})
+	}
+}
+
+// TestSearchErrVerdict: only a conclusive "not found" (or a node that never
+// had a peer) maps to resolver.ErrNotFound; an inconclusive lookup, and a
+// node alone after losing its peers, does not, whatever the node's seeds.
+func TestSearchErrVerdict(t *testing.T) {
+	t.Parallel()
+	yes := func() bool { return true }
+	lostPeers := fmt.Errorf("%w: %w", overlay.ErrInconclusive, overlay.ErrAlone)
+	tests := []struct {
+		name     string
+		err      error
+		alone    func() bool
+		notFound bool
+	}{
+		{"conclusive", fmt.Errorf("x: %w", overlay.ErrNotFound), yes, true},
+		{"withdrawn", overlay.ErrWithdrawn, yes, true},
+		{"inconclusive", fmt.Errorf("x: %w", overlay.ErrInconclusive), yes, false},
+		{"lost its peers, no seeds configured", lostPeers, yes, false},
+		{"never had a peer, no seeds configured", overlay.ErrAlone, yes, true},
+		{"seeds did not answer", overlay.ErrAlone, func() bool { return false }, false},
+		{"deadline", overlay.ErrTimeout, yes, false},
+	}
+	for _, tc := range tests {
+		got := searchErr(tc.err, tc.alone)
+		if errors.Is(got, resolver.ErrNotFound) != tc.notFound || !errors.Is(got, tc.err) {
+			t.Errorf("%s: searchErr(%v) = %v, want ErrNotFound=%v", tc.name, tc.err, got, tc.notFound)
+		}
 	}
 }

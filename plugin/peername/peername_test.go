@@ -3,6 +3,7 @@ package peername
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/peername/peername/identity"
 	"github.com/peername/peername/internal/testutil"
+	"github.com/peername/peername/overlay"
 	"github.com/peername/peername/records"
 	"github.com/peername/peername/resolver"
 )
@@ -229,6 +231,9 @@ func TestServeDNSRefusedAndServfail(t *testing.T) {
 		{name: "outside zone", searcher: newMapSearcher(), qname: "example.org.", want: dns.RcodeRefused},
 		{name: "chaos class", searcher: newMapSearcher(), qname: wwwName, qclass: dns.ClassCHAOS, want: dns.RcodeRefused},
 		{name: "overlay error", searcher: failing, qname: wwwName, want: dns.RcodeServerFailure, wantErr: resolver.ErrUnavailable},
+		// A lookup that did not hear the closest nodes: SERVFAIL, never NXDOMAIN.
+		{name: "inconclusive", searcher: &mapSearcher{err: searchErr(fmt.Errorf("search: %w", overlay.ErrInconclusive), func() bool { return true })},
+			qname: wwwName, want: dns.RcodeServerFailure, wantErr: overlay.ErrInconclusive},
 		{name: "overlay too slow", searcher: resolver.SearcherFunc(func(ctx context.Context, _ identity.Key) ([]*records.Record, error) {
 			<-ctx.Done()
 			return nil, ctx.Err()
