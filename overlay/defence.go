@@ -144,9 +144,30 @@ func (c *Core) stepDisjoint(now int64, op *operation) {
 			}
 		}
 	}
-	if op.inflight == 0 {
+	if op.inflight == 0 || op.onlyQuietLeft() {
 		c.finishLookup(now, op)
 	}
+}
+
+// onlyQuietLeft reports whether a Resolve that found a record has nothing
+// left to wait for but quiet candidates (in flight, quietSends sends
+// unanswered): a dead or cut-off node among the closest then does not hold
+// the answer up to the end of its request's lifetime, which can be the
+// search deadline itself. It matters where the quorum cannot be met by
+// count (a cloud smaller than Quorum, or fewer holders than Quorum), as
+// closestSettled already lets quiet candidates pass once it is. A lookup
+// that found nothing keeps waiting: the quiet node may be the holder, and
+// the verdict needs it.
+func (op *operation) onlyQuietLeft() bool {
+	if op.kind != opResolve || len(op.recs) == 0 || op.inflight == 0 {
+		return false
+	}
+	for i := range op.all {
+		if cd := &op.all[i]; cd.state == cInflight && !cd.quiet {
+			return false
+		}
+	}
+	return true
 }
 
 // netPrefix is the network prefix PrefixCap counts a's node under: the /24 of

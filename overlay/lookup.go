@@ -308,7 +308,7 @@ func (c *Core) step(now int64, op *operation) {
 			c.askCandidate(now, op, i)
 		}
 	}
-	if op.inflight == 0 {
+	if op.inflight == 0 || op.onlyQuietLeft() {
 		c.finishLookup(now, op)
 	}
 }

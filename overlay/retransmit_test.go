@@ -122,3 +122,33 @@ func TestQuorumNotHeldByQuietCandidate(t *testing.T) {
 		t.Fatalf("quorum read took %v with the closest replica silent, want < %v", d, DefaultRequestTimeout)
 	}
 }
+
+// TestSmallCloudNotHeldByDeadNode: in a cloud smaller than the quorum (five
+// nodes, Quorum 8) a resolve cannot end by count; with one node dead, it
+// must end once everyone else answered and the dead one went quiet, not
+// wait out the dead node's request lifetime (which is the plugin's whole
+// timeout: every lookup near a SIGKILLed node answered SERVFAIL).
+func TestSmallCloudNotHeldByDeadNode(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.build(5, func(c *Config) { c.Defence = DefaultDefence(c.K) })
+	pub := n.nodes[1]
+	op := pub.core.Publish(n.now, securedTemplate(t, pub, "erin"))
+	c := n.wait(pub, op, time.Minute)
+	if c.Err != nil {
+		t.Fatalf("publish: %v", c.Err)
+	}
+	key := c.Records[0].Key()
+	dead := n.nodes[3]
+	n.drop = func(_, b netip.AddrPort, _ []byte) bool { return b == dead.addr }
+	asker := n.nodes[4]
+	start := n.now
+	op = asker.core.Resolve(n.now, key, SearchOptions{Deadline: n.now.Add(2 * time.Second)})
+	got := n.wait(asker, op, time.Minute)
+	if got.Err != nil || len(got.Records) != 1 {
+		t.Fatalf("resolve with a dead node: err=%v records=%d", got.Err, len(got.Records))
+	}
+	if d := n.now.Sub(start); d >= DefaultRequestTimeout {
+		t.Fatalf("resolve took %v with one of five nodes dead, want < %v", d, DefaultRequestTimeout)
+	}
+}
