@@ -277,6 +277,7 @@ type Stats struct {
 	HandshakesCompleted      uint64
 	Retransmits              uint64 // requests resent after their retransmission timeout
 	HandshakesResent         uint64 // HELLOs resent for a request waiting on a handshake
+	RequestTimeouts          uint64 // requests failed at the end of their lifetime, every resend unanswered
 	DroppedAuth              uint64 // failed authentication, replays, unknown sessions
 	DroppedPuzzle            uint64 // handshakes refused for a certificate puzzle below PuzzleBits (also in DroppedAuth)
 	DroppedCloud             uint64 // datagrams of another cloud

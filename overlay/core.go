@@ -1215,6 +1215,33 @@ func (c *Core) Published(name identity.Name) *records.Record {
 	return nil
 }
 
+// Replicas reports, for a name this node publishes, how many nodes of its
+// replica set (the Replication closest to its key in this node's routing
+// table) acknowledged the current record, and how many that set has. want is
+// 0 for a name the node does not publish (and for a node alone).
+func (c *Core) Replicas(name identity.Name) (held, want int) {
+	if name.Secured {
+		name.Authority = c.ident.Authority()
+	}
+	k := name.Key()
+	o := c.owned[k]
+	if o == nil {
+		return 0, 0
+	}
+	targets := c.rt.closest(nil, k, c.cfg.Replication, c.id)
+	for _, sr := range c.store.get(k, 0) {
+		if sr.rec.Seq != o.rec.Seq || !bytes.Equal(sr.rec.PublicKey, o.rec.PublicKey) {
+			continue
+		}
+		for _, t := range targets {
+			if slices.Contains(sr.pushed, binary.BigEndian.Uint64(t.ID[:8])) {
+				held++
+			}
+		}
+	}
+	return held, len(targets)
+}
+
 // ForEachRecord calls fn for every record the node holds (for others and its
 // own), in key order, until fn returns false. fn must not modify the record.
 func (c *Core) ForEachRecord(fn func(*records.Record) bool) {

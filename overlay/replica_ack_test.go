@@ -29,6 +29,9 @@ func TestReplicaAcked(t *testing.T) {
 	if len(x.core.store.get(key, n.now.UnixNano())) != 0 {
 		t.Fatalf("replica got the record although every datagram to it was lost")
 	}
+	if held, want := pub.core.Replicas(c.Records[0].Name); held != 6 || want != 7 {
+		t.Errorf("Replicas after the publish = %d of %d, want 6 of 7 (one replica cut off)", held, want)
+	}
 	n.drop = nil
 	n.runFor(10 * time.Second) // the maintenance tick is 30 s
 	if len(x.core.store.get(key, n.now.UnixNano())) == 0 {
@@ -38,5 +41,8 @@ func TestReplicaAcked(t *testing.T) {
 		if len(sr.pushed) != 7 {
 			t.Errorf("publisher counts %d acknowledged replicas, want 7", len(sr.pushed))
 		}
+	}
+	if held, want := pub.core.Replicas(c.Records[0].Name); held != 7 || want != 7 {
+		t.Errorf("Replicas once the replica is back = %d of %d, want 7 of 7", held, want)
 	}
 }

@@ -104,6 +104,7 @@ func (c *Core) armRequest(now int64, req *request) {
 // of its lifetime. It reports whether the request is still pending.
 func (c *Core) onRequestTimer(now int64, req *request) bool {
 	if now >= req.end {
+		c.st.RequestTimeouts++
 		return false
 	}
 	req.tries++

@@ -1195,6 +1195,18 @@ func (n *Node) Stats() overlay.Stats {
 	return n.snap
 }
 
+// Replicas reports how many of its replica set hold the current record of
+// name, a name this node publishes, and how many the set has
+// (overlay.Core.Replicas); 0, 0 for a name it does not publish or a node
+// that is not running.
+func (n *Node) Replicas(name identity.Name) (held, want int) {
+	if n.state.Load() != stateRunning {
+		return 0, 0
+	}
+	_ = n.exec(context.Background(), func(time.Time) { held, want = n.core.Replicas(name) })
+	return held, want
+}
+
 // NetStats returns the driver's counters and bootstrap state.
 func (n *Node) NetStats() NetStats {
 	alone := n.Stats().RoutingTableSize == 0

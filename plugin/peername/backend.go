@@ -135,6 +135,7 @@ func (n *netNode) Stats() nodeStats {
 	ns := n.Node.NetStats()
 	return nodeStats{RoutingTableSize: st.RoutingTableSize, RecordsStored: st.RecordsStored,
 		JoinTries: ns.JoinTries, Joined: ns.Joined || n.knowinglyAlone(),
+		Retransmits: st.Retransmits, HandshakesResent: st.HandshakesResent, RequestTimeouts: st.RequestTimeouts,
 		Dropped: map[string]uint64{
 			dropAuth:            st.DroppedAuth - st.DroppedPuzzle,
 			dropPuzzle:          st.DroppedPuzzle,

@@ -164,3 +164,14 @@ func (n *fakeNode) Stats() nodeStats {
 	defer n.net.mu.Unlock()
 	return nodeStats{RoutingTableSize: n.net.peers, RecordsStored: len(n.net.store)}
 }
+
+// Replicas: the fake network is one shared store, so a stored name is held
+// by the whole (pretend) replica set, the routing table's size.
+func (n *fakeNode) Replicas(name identity.Name) (held, want int) {
+	n.net.mu.Lock()
+	defer n.net.mu.Unlock()
+	if len(n.net.store[name.Key()]) > 0 {
+		return n.net.peers, n.net.peers
+	}
+	return 0, n.net.peers
+}

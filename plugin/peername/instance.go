@@ -169,7 +169,8 @@ func (inst *instance) publish(ctx context.Context, s *sharedNode, tmpl *records.
 		local := errors.Is(err, errOnlyLocal)
 		switch {
 		case err == nil:
-			log.Infof("published %s seq %d, expires %s", rec.Name.DNS(inst.zone()), rec.Seq, rec.Expires.Format(time.RFC3339))
+			held, want := s.node.Replicas(tmpl.Name)
+			log.Infof("published %s seq %d, expires %s, held by %d of %d replicas", rec.Name.DNS(inst.zone()), rec.Seq, rec.Expires.Format(time.RFC3339), held, want)
 		case local:
 			log.Infof("published %s on this node only (no peer reachable yet); it is pushed to peers once they join", tmpl.Name.DNS(inst.zone()))
 		default:

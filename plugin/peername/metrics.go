@@ -82,6 +82,31 @@ var (
 		Name:      "joined",
 		Help:      "1 when the overlay node has joined (its routing table works), 0 while it is alone and still trying.",
 	}, []string{"node"})
+	// retransmitCount counts the overlay requests and handshakes resent
+	// after their retransmission timeout (a lossy network shows here
+	// first).
+	retransmitCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "peername",
+		Name:      "retransmits_total",
+		Help:      "Counter of overlay requests and handshakes the node resent after their retransmission timeout, by kind (request, handshake).",
+	}, []string{"node", "kind"})
+	// requestTimeoutCount counts requests that failed with every resend
+	// unanswered.
+	requestTimeoutCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "peername",
+		Name:      "request_timeouts_total",
+		Help:      "Counter of overlay requests that got no answer to any of their sends.",
+	}, []string{"node"})
+	// ownReplicas is, for each name the node publishes, how many nodes of
+	// its replica set acknowledged the current record.
+	ownReplicas = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "peername",
+		Name:      "own_replicas",
+		Help:      "Number of nodes of its replica set that acknowledged the current record of each name this node publishes.",
+	}, []string{"node", "name"})
 	// publishCount counts the node's publish and unpublish operations.
 	publishCount = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,

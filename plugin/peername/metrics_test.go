@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/peername/peername/identity"
 	"github.com/peername/peername/records"
 )
 
@@ -102,5 +103,42 @@ func TestAddDropped(t *testing.T) {
 				t.Errorf("step %d: dropped_total{reason=%q} = %v, want %v", i, reason, got, want)
 			}
 		}
+	}
+}
+
+// TestExportReplicas: own_replicas has a series for each name the node
+// publishes, at the count of replicas holding it, and loses it when the
+// name is no longer published.
+func TestExportReplicas(t *testing.T) {
+	const label = "test-export-replicas"
+	f := newFakeNet()
+	f.peers = 3
+	alice := testIdentity(7)
+	www := record(t, alice, "www", true, nil)
+	f.store[www.Name.Key()] = []*records.Record{www}
+	s := &sharedNode{node: &fakeNode{net: f}, claims: map[identity.Name]int{www.Name: 1}}
+	gauge := func() float64 {
+		var m dto.Metric
+		g, err := ownReplicas.GetMetricWithLabelValues(label, www.Name.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetGauge().GetValue()
+	}
+	exported := map[string]bool{}
+	s.exportReplicas(label, exported)
+	if got := gauge(); got != 3 || !exported[www.Name.String()] {
+		t.Fatalf("own_replicas = %v (exported %v), want 3", got, exported)
+	}
+	s.claims = map[identity.Name]int{}
+	s.exportReplicas(label, exported)
+	if len(exported) != 0 {
+		t.Fatalf("series left for an unpublished name: %v", exported)
+	}
+	if ownReplicas.DeleteLabelValues(label, www.Name.String()) {
+		t.Error("own_replicas kept its series after the name was withdrawn")
 	}
 }

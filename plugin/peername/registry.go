@@ -35,6 +35,10 @@ type overlayNode interface {
 	Ready() bool
 	Addrs() []netip.AddrPort
 	Stats() nodeStats
+	// Replicas reports how many nodes of its replica set acknowledged the
+	// current record of name, a name this node publishes, and how many the
+	// set has (0, 0 if it does not publish it).
+	Replicas(name identity.Name) (held, want int)
 }
 
 // errOnlyLocal: a publish reached no peer (the node is alone) but the
@@ -51,6 +55,10 @@ type nodeStats struct {
 	// JoinTries and Joined: see node.NetStats.
 	JoinTries int
 	Joined    bool
+	// Retransmits counts requests resent after their retransmission
+	// timeout, HandshakesResent the HELLOs resent, RequestTimeouts the
+	// requests failed with every resend unanswered (cumulative).
+	Retransmits, HandshakesResent, RequestTimeouts uint64
 }
 
 // bootstrapSpec is one `bootstrap` argument: a literal address, a host
@@ -301,6 +309,45 @@ func addDropped(label string, last, now map[string]uint64) {
 	}
 }
 
+// addDelta adds to c what the cumulative count now grew by since *last.
+func addDelta(c prometheus.Counter, last *uint64, now uint64) {
+	if now > *last {
+		c.Add(float64(now - *last))
+	}
+	*last = now
+}
+
+// exportReplicas sets own_replicas for every name the node publishes, and
+// drops the series of names it no longer does. exported holds the names
+// with a series.
+func (s *sharedNode) exportReplicas(label string, exported map[string]bool) {
+	s.mu.Lock()
+	names := make([]identity.Name, 0, len(s.claims))
+	for n := range s.claims {
+		names = append(names, n)
+	}
+	s.mu.Unlock()
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		held, want := s.node.Replicas(n)
+		if want == 0 && held == 0 {
+			continue
+		}
+		l := n.String()
+		seen[l] = true
+		ownReplicas.WithLabelValues(label, l).Set(float64(held))
+	}
+	for l := range exported {
+		if !seen[l] {
+			ownReplicas.DeleteLabelValues(label, l)
+			delete(exported, l)
+		}
+	}
+	for l := range seen {
+		exported[l] = true
+	}
+}
+
 // exportStats keeps the node's gauges current until the node stops.
 func (s *sharedNode) exportStats() {
 	defer close(s.done)
@@ -310,6 +357,11 @@ func (s *sharedNode) exportStats() {
 	defer joinTries.DeleteLabelValues(label)
 	defer joinedGauge.DeleteLabelValues(label)
 	defer droppedCount.DeletePartialMatch(prometheus.Labels{"node": label})
+	defer retransmitCount.DeletePartialMatch(prometheus.Labels{"node": label})
+	defer requestTimeoutCount.DeleteLabelValues(label)
+	defer ownReplicas.DeletePartialMatch(prometheus.Labels{"node": label})
+	var lastRetx, lastHS, lastTO uint64
+	exported := map[string]bool{}
 	t := time.NewTicker(statsInterval)
 	defer t.Stop()
 	last := map[string]uint64{}
@@ -324,6 +376,10 @@ func (s *sharedNode) exportStats() {
 		}
 		joinedGauge.WithLabelValues(label).Set(joined)
 		addDropped(label, last, st.Dropped)
+		addDelta(retransmitCount.WithLabelValues(label, "request"), &lastRetx, st.Retransmits)
+		addDelta(retransmitCount.WithLabelValues(label, "handshake"), &lastHS, st.HandshakesResent)
+		addDelta(requestTimeoutCount.WithLabelValues(label), &lastTO, st.RequestTimeouts)
+		s.exportReplicas(label, exported)
 		select {
 		case <-s.stop:
 			return
