@@ -570,7 +570,10 @@ func cmpU64(a, b uint64) int {
 func (c *Core) onSeen(now int64, peer identity.Key, addr netip.AddrPort) {
 	r := c.rt.seen(peer, addr, now, c.cfg.PingAge.Nanoseconds())
 	if r.added {
+		// A new contact may be one of the closest for keys this node
+		// holds: hand them over now, not at the next tick.
 		c.dirty = true
+		c.replicateSoon(now)
 	}
 	if r.ping != nil {
 		m := msg{typ: mPing}
@@ -1145,6 +1148,22 @@ func (c *Core) armReplicate(now int64) {
 	c.replAt = now + c.replRetry
 	c.timers.push(timer{at: c.replAt, kind: tReplicate})
 	c.replRetry = min(2*c.replRetry, c.cfg.TickInterval.Nanoseconds())
+}
+
+// replicateSoonDelay is how long after a routing-table change a replication
+// pass runs: long enough to take in the other contacts a join brings at
+// once (one pass, not one per contact), short next to the tick.
+const replicateSoonDelay = int64(500 * time.Millisecond)
+
+// replicateSoon schedules a replication pass replicateSoonDelay from now,
+// unless one is due sooner.
+func (c *Core) replicateSoon(now int64) {
+	at := now + replicateSoonDelay
+	if c.replAt > now && c.replAt <= at {
+		return
+	}
+	c.replAt = at
+	c.timers.push(timer{at: at, kind: tReplicate})
 }
 
 // maxReplicatePerTick bounds the maintenance STOREs of one tick.

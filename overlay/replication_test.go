@@ -88,3 +88,35 @@ func TestReplicationFollowsNeighbourhood(t *testing.T) {
 		t.Errorf("resolve after failures: %v", c.Err)
 	}
 }
+
+// TestJoinerGetsRecordsPromptly: a node that joins and is one of a key's
+// closest holds the record seconds after its join, not at the holders' next
+// maintenance tick (30 s).
+func TestJoinerGetsRecordsPromptly(t *testing.T) {
+	t.Parallel()
+	const repl = 3
+	mod := func(c *Config) { c.Replication = repl; c.K = 8 }
+	n := newTestNet(t)
+	n.build(10, mod)
+	pub := n.nodes[0]
+	key := n.wait(pub, pub.core.Publish(n.now, securedTemplate(t, pub, "prompt")), time.Minute).Records[0].Key()
+	n.runFor(time.Second)
+	got := 0
+	for i := 0; i < 20 && got < 3; i++ {
+		tn := n.add(mod)
+		if c := n.wait(tn, tn.core.Join(n.now, []netip.AddrPort{n.nodes[1].addr}), time.Minute); c.Err != nil {
+			t.Fatal(c.Err)
+		}
+		if !slices.Contains(closestLiveNodes(n, key, repl), tn) {
+			continue
+		}
+		got++
+		n.runFor(3 * time.Second)
+		if !recordHolders(n, key)[tn] {
+			t.Errorf("joiner %d is among the %d closest to the key and holds no copy 3 s after its join", i, repl)
+		}
+	}
+	if got == 0 {
+		t.Fatal("no joiner landed among the key's closest; pick another name")
+	}
+}
