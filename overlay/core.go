@@ -56,6 +56,7 @@ type Core struct {
 type ownedRecord struct {
 	rec         *records.Record
 	republishAt int64
+	confirmed   uint64 // Seq of the last publish or republish the replicas acknowledged
 }
 
 // Request kinds.
@@ -645,6 +646,11 @@ func (c *Core) onMessage(now int64, s *session, m *msg) {
 		delete(c.pending, req.id)
 		if req.kind == reqReplicate && req.sr != nil {
 			req.sr.addPushed(binary.BigEndian.Uint64(s.peer[:8]))
+			// The owner pushing its own record: a republish whose STOREs
+			// were lost is confirmed by the replica that now has it.
+			if o := c.owned[req.sr.rec.Key()]; o != nil && o.rec.Seq == req.sr.rec.Seq && bytes.Equal(o.rec.PublicKey, req.sr.rec.PublicKey) {
+				o.confirmed = max(o.confirmed, o.rec.Seq)
+			}
 		}
 		if !req.resent && req.tries == 0 {
 			c.rttSample(s.peer, now-req.sentAt)
@@ -1259,6 +1265,22 @@ func (c *Core) Replicas(name identity.Name) (held, want int) {
 		}
 	}
 	return held, len(targets)
+}
+
+// Confirmed returns the Seq of the newest record of name, a name this node
+// publishes, whose publish or republish the replica set acknowledged (its
+// store phase ended with at least one STORE_ACK), or 0. Published changes
+// as soon as a republish starts; a lookup started before its STOREs land
+// rightly returns the previous record, still valid, so a check of
+// freshness compares with Confirmed.
+func (c *Core) Confirmed(name identity.Name) uint64 {
+	if name.Secured {
+		name.Authority = c.ident.Authority()
+	}
+	if o := c.owned[name.Key()]; o != nil {
+		return o.confirmed
+	}
+	return 0
 }
 
 // ForEachRecord calls fn for every record the node holds (for others and its

@@ -588,6 +588,9 @@ func (c *Core) complete(now int64, op *operation) {
 		if op.kind == opStore && op.stored == 0 && !op.anyResponse {
 			c.store.putRecord(now, op.rec.Key(), op.rec, op.enc, netip.Addr{})
 		}
+		if o := c.owned[op.target]; o != nil && op.kind == opPublish && op.stored > 0 && o.rec.Seq == op.rec.Seq {
+			o.confirmed = op.rec.Seq
+		}
 	case opResolve:
 		op.pathTo(op.foundRef)
 		var live []*records.Record

@@ -46,3 +46,42 @@ func TestReplicaAcked(t *testing.T) {
 		t.Errorf("Replicas once the replica is back = %d of %d, want 7 of 7", held, want)
 	}
 }
+
+// TestConfirmedFollowsRepublish: Confirmed is the Seq of the last publish
+// the replicas acknowledged; a republish moves Published at once and
+// Confirmed only when its STOREs were acknowledged, and never while every
+// replica is cut off.
+func TestConfirmedFollowsRepublish(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.build(5, nil)
+	pub := n.nodes[2]
+	c := n.wait(pub, pub.core.Publish(n.now, securedTemplate(t, pub, "frank")), time.Minute)
+	if c.Err != nil {
+		t.Fatalf("publish: %v", c.Err)
+	}
+	name := c.Records[0].Name
+	if got := pub.core.Confirmed(name); got != c.Records[0].Seq {
+		t.Fatalf("Confirmed after publish = %d, want %d", got, c.Records[0].Seq)
+	}
+	first := c.Records[0].Seq
+	n.runFor(DefaultRecordLifetime/2 - 2*DefaultTickInterval)
+	// Cut the owner's outgoing datagrams for the tick that republishes, so
+	// that republish's STOREs are lost; its contacts survive the outage.
+	n.drop = func(a, _ netip.AddrPort, _ []byte) bool { return a == pub.addr }
+	for i := 0; i < 200 && pub.core.Published(name).Seq == first; i++ {
+		n.runFor(time.Second)
+	}
+	if pub.core.Published(name).Seq == first {
+		t.Fatal("no republish happened")
+	}
+	n.runFor(3 * time.Second) // past the STOREs' lifetime: the republish op ends unstored
+	if got := pub.core.Confirmed(name); got != first {
+		t.Fatalf("Confirmed = %d with the republish's STOREs lost, want the first publish's %d", got, first)
+	}
+	n.drop = nil
+	n.runFor(DefaultTickInterval)
+	if cur, got := pub.core.Published(name).Seq, pub.core.Confirmed(name); got != cur {
+		t.Fatalf("Confirmed = %d once the replicas answer again, want the current %d", got, cur)
+	}
+}

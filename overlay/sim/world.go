@@ -44,6 +44,9 @@ type RecordWalker interface {
 // every republish). Without it, the Seq of the publish completion is current.
 type Publisher interface {
 	Published(name identity.Name) *records.Record
+	// Confirmed is the Seq of the newest publish or republish of name the
+	// replicas acknowledged (overlay.Core.Confirmed).
+	Confirmed(name identity.Name) uint64
 }
 
 // ErrInvariant is wrapped by the error World.Run returns when an invariant
@@ -545,15 +548,16 @@ func (w *World) resolve(src, k int, kind opKind, attempt int8, now time.Time) {
 	w.e.Poke(src)
 }
 
-// currentSeq is the Seq of the record name k's owner publishes now: a lookup
-// must return it or a newer one.
+// currentSeq is the Seq of the newest record of name k that its owner's
+// replicas acknowledged (its publish, or a republish, completed): a lookup
+// started now must return it or a newer one. A republish still placing its
+// record does not count yet: until its STOREs land, the previous record is
+// the current one for everybody else.
 func (w *World) currentSeq(k int) uint64 {
 	p := &w.names[k]
 	if o := int(p.owner); w.e.Alive(o) {
 		if pub, ok := w.nodes[o].Core.(Publisher); ok {
-			if r := pub.Published(p.name); r != nil {
-				p.seq = max(p.seq, r.Seq)
-			}
+			p.seq = max(p.seq, pub.Confirmed(p.name))
 		}
 	}
 	return p.seq
