@@ -601,8 +601,8 @@ func (c *Core) onMessage(now int64, s *session, m *msg) {
 			if len(out.records) == maxRecordsPerMessage || size+len(sr.enc) > maxValueMessageBytes {
 				break
 			}
-			if records.Verify(sr.rec, unixTime(now)) != nil {
-				continue // a node verifies what it returns, not only what it stores
+			if !sr.servable(now) {
+				continue // verified when stored; its time window is checked again
 			}
 			out.records = append(out.records, sr.enc)
 			size += len(sr.enc)
@@ -865,7 +865,7 @@ func (c *Core) Resolve(now time.Time, key identity.Key, o SearchOptions) OpID {
 		return c.fail(op, err)
 	}
 	for _, sr := range c.store.get(key, ns) {
-		if records.Verify(sr.rec, now) == nil {
+		if sr.servable(ns) {
 			op.addRecord(sr.rec)
 		}
 	}

@@ -1,9 +1,11 @@
 package overlay
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/peername/peername/identity"
 	"github.com/peername/peername/records"
@@ -234,5 +236,117 @@ func TestQuorumReadAsksClosestAtOnce(t *testing.T) {
 	}
 	if inFlight != 4 || op.all[4].state != cFresh {
 		t.Errorf("after a record was found: %d of the 4 closest asked (alpha is 1), 5th %v; want all 4 and not the 5th", inFlight, op.all[4].state)
+	}
+}
+
+// TestQuorumReadAsksNoFarther: once a record is found, a quorum read over
+// disjoint paths asks the Quorum closest and nobody farther while those
+// still in flight can make up the quorum; when they cannot (some answered
+// without the record), the paths go on to farther candidates.
+func TestQuorumReadAsksNoFarther(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// answeredEmpty of the 4 closest answered without the record.
+		answeredEmpty int
+		wantFarther   bool
+	}{
+		{"closest can make the quorum", 0, false},
+		{"one closest answered empty", 1, false}, // 3 in flight + 1 found = 4
+		{"two closest answered empty", 2, true},  // 2 in flight + 1 found < 4
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := NewCore(Config{Identity: testIdentity(91), PuzzleBits: -1, Defence: Defence{Quorum: 4, DisjointPaths: 3}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var target identity.Key
+			op, err := c.newOp(epoch.UnixNano(), opResolve, target, SearchOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			op.paths = 3
+			const n = 12
+			for j := range n {
+				var id identity.Key
+				id[0] = byte(j + 1) // candidate j is the j-th closest
+				op.addCandidate(contact{ID: id, Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(j + 1)}), 1)}, 1, -1, identity.Key{0xff}, nil, 0)
+			}
+			for j := range tc.answeredEmpty {
+				op.all[j].state = cDone
+			}
+			op.all[n-1].state = cDone // the farthest returned the record
+			op.recs = []*records.Record{{}}
+			op.foundFrom = 1
+			c.step(epoch.UnixNano(), op)
+			for j := tc.answeredEmpty; j < 4; j++ {
+				if op.all[j].state != cInflight {
+					t.Errorf("candidate %d (of the 4 closest) is %d, want in flight", j, op.all[j].state)
+				}
+			}
+			farther := 0
+			for j := 4; j < n-1; j++ {
+				if op.all[j].state == cInflight {
+					farther++
+				}
+			}
+			if (farther > 0) != tc.wantFarther {
+				t.Errorf("%d farther candidates asked; want some: %v", farther, tc.wantFarther)
+			}
+		})
+	}
+}
+
+// TestAcceptRecordVerifiesEachEncoding: a lookup verifies a record's
+// encoding once and accepts the same bytes from other storers without
+// verifying them again, but an encoding that differs in any byte (here a
+// flipped signature bit, or another record) is verified on its own, and a
+// record that expired since is refused.
+func TestAcceptRecordVerifiesEachEncoding(t *testing.T) {
+	t.Parallel()
+	id := testIdentity(92)
+	c, err := NewCore(Config{Identity: testIdentity(93), PuzzleBits: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, err := identity.NewSecuredName("www", id.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(seq uint64) []byte {
+		r := &records.Record{Name: name, Seq: seq, Issued: epoch, Expires: epoch.Add(time.Hour),
+			Endpoints: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}
+		if err := records.Sign(r, id); err != nil {
+			t.Fatal(err)
+		}
+		enc, err := records.Encode(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return enc
+	}
+	good, newer := sign(1), sign(2)
+	bad := bytes.Clone(good)
+	bad[len(bad)-1] ^= 1 // the signature's last byte
+	op, err := c.newOp(epoch.UnixNano(), opResolve, name.Key(), SearchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := epoch.Add(time.Minute).UnixNano()
+	first := c.acceptRecord(now, op, good)
+	if first == nil || first.Seq != 1 {
+		t.Fatalf("a valid record was refused: %v", first)
+	}
+	if again := c.acceptRecord(now, op, bytes.Clone(good)); again != first {
+		t.Errorf("the same encoding from another storer: %p, want the record verified first (%p)", again, first)
+	}
+	if r := c.acceptRecord(now, op, bad); r != nil {
+		t.Errorf("an encoding with a flipped signature bit was accepted after a valid one: seq %d", r.Seq)
+	}
+	if r := c.acceptRecord(now, op, newer); r == nil || r.Seq != 2 {
+		t.Errorf("a newer valid record: %v", r)
+	}
+	if r := c.acceptRecord(epoch.Add(2*time.Hour).UnixNano(), op, good); r != nil {
+		t.Errorf("a record past its expiry was accepted from the lookup's verified encodings")
 	}
 }

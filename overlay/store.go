@@ -20,6 +20,19 @@ type storedRecord struct {
 	pushed  []uint64   // ID prefixes of the replicas that hold it (acknowledged, or presumed: see markPushed)
 }
 
+// servable reports whether sr may be returned (to a peer's FIND_VALUE, or
+// into the node's own Resolve) at now. Its bounds, its key's binding to
+// its authority and its signature were checked by records.Verify when it
+// was stored (putRecord, the only way into the store) and cannot change
+// since; what can is its time window, checked again here as Verify would:
+// not expired, and not issued more than records.MaxClockSkew after now (a
+// clock stepped back since). This spares an Ed25519 verification per
+// answer; a resolver still verifies every record it receives.
+func (sr *storedRecord) servable(now int64) bool {
+	t := unixTime(now)
+	return t.Before(sr.rec.Expires) && !sr.rec.Issued.After(t.Add(records.MaxClockSkew))
+}
+
 // addPushed records that the node with ID prefix p holds the record.
 func (sr *storedRecord) addPushed(p uint64) {
 	if !slices.Contains(sr.pushed, p) {

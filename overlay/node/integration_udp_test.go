@@ -83,7 +83,12 @@ func checkResolve(ctx context.Context, n *Node, want *records.Record) error {
 	if len(got) == 0 {
 		return fmt.Errorf("no record (path %+v)", path)
 	}
-	r := got[0]
+	return checkRecord(got[0], want)
+}
+
+// checkRecord checks that r, a resolved record, is want (or a newer
+// republication of it) and verifies.
+func checkRecord(r, want *records.Record) error {
 	if err := records.Verify(r, time.Now()); err != nil {
 		return fmt.Errorf("returned a record that does not verify: %w", err)
 	}

@@ -59,7 +59,11 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		return p.serveUpdate(ctx, w, r)
 	}
 	state := request.Request{W: w, Req: r}
-	qname := state.Name()
+	// The question's name as asked (owner names keep its case, for
+	// 0x20-randomising resolvers) and lowercased; converting it once,
+	// not once for each (dns.Name.String escapes it byte by byte).
+	asked := state.QName()
+	qname := strings.ToLower(asked)
 	server := metrics.WithServer(ctx)
 
 	zone := plugin.Zones(p.Zones).Matches(qname)
@@ -144,7 +148,7 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	}
 
 	// Owner names keep the question's case (0x20-randomising resolvers).
-	m.Answer, m.Extra = answerRRs(ans, state.QName(), zone, qtype, ans.TTL(p.now()))
+	m.Answer, m.Extra = answerRRs(ans, asked, zone, qtype, ans.TTL(p.now()))
 	if len(m.Answer) == 0 {
 		m.Ns = []dns.RR{p.soa(zone)}
 	}
@@ -235,7 +239,10 @@ func answerRRs(ans *resolver.Answer, qname, zone string, qtype uint16, ttl uint3
 
 // addrRRs returns A and/or AAAA records for addrs.
 func addrRRs(addrs []netip.Addr, name string, ttl uint32, v4, v6 bool) []dns.RR {
-	var rrs []dns.RR
+	if len(addrs) == 0 {
+		return nil
+	}
+	rrs := make([]dns.RR, 0, len(addrs))
 	for _, ip := range addrs {
 		switch {
 		case ip.Is4() && v4:
