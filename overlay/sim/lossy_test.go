@@ -168,7 +168,7 @@ func lossyRun(seed uint64, nodes int, net Network) Config {
 	c := scenario(seed, nodes)
 	c.Net.Loss, c.Net.Burst, c.Net.MaxDatagram = net.Loss, net.Burst, net.MaxDatagram
 	c.Publishers = 1
-	c.Lookups = 300
+	c.Lookups = 100
 	c.LookupTimeout = 2 * time.Second
 	c.LookupPhase = 60 * time.Second
 	c.CheckEvery = 10 * time.Second
