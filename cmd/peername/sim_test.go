@@ -73,6 +73,10 @@ func TestSimUsageErrors(t *testing.T) {
 		{"-partition", "bad"},
 		{"-no-such-flag"},
 		{"extra"},
+		{"-max-datagram", "10"},
+		{"-burst", "0.5"},
+		{"-loss", "0.6", "-burst", "1"},
+		{"-payload", "5000"},
 	}
 	for _, args := range tests {
 		var out, errOut bytes.Buffer

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc64"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -66,6 +67,18 @@ type Network struct {
 	ReorderDelay   time.Duration // extra delay of reordered and duplicated datagrams; default RTTMax
 	Partitions     []Partition
 	Intercept      Interceptor
+	// MaxDatagram, if positive, is the UDP driver's largest datagram
+	// (DefaultMaxDatagram for a real node): a message that does not fit in
+	// one with the driver's 1-byte frame travels as the fragments
+	// overlay/node/frag.go cuts it into (Fragments), each lost on its own,
+	// and arrives only if all of them do. Zero: messages travel whole.
+	MaxDatagram int
+	// Burst, if positive, makes the loss bursty (Gilbert–Elliott): each
+	// sender's link is good (nothing lost) or bad (every datagram lost),
+	// leaves the bad state with probability 1/Burst per datagram, so a burst
+	// lasts Burst datagrams on average, and enters it with the probability
+	// that keeps the long-run loss rate at Loss. Zero: uniform loss.
+	Burst float64
 	// PrefixOf, if set, puts node i's address in the /48 of group g (g >=
 	// 2^27 keeps clear of the nodes' own /48s; see addrIn) when it reports
 	// true; other nodes keep their own /48 (AddrOf).
@@ -100,8 +113,38 @@ func (n *Network) Validate() error {
 		return fmt.Errorf("%w: negative reorder delay", ErrBadConfig)
 	case n.ServiceTime < 0 || n.HandshakeTime < 0 || n.InboxLimit < 0 || n.InboxMaxWait < 0:
 		return fmt.Errorf("%w: negative processing budget", ErrBadConfig)
+	case n.MaxDatagram < 0 || n.MaxDatagram > 0 && n.MaxDatagram < minMaxDatagram:
+		return fmt.Errorf("%w: max datagram %d: want 0 (no fragmentation) or at least %d", ErrBadConfig, n.MaxDatagram, minMaxDatagram)
+	case math.IsNaN(n.Burst) || n.Burst < 0 || n.Burst > 0 && n.Burst < 1:
+		return fmt.Errorf("%w: burst %v: want 0 (uniform loss) or a mean burst of at least 1 datagram", ErrBadConfig, n.Burst)
+	case n.Burst > 0 && n.Loss > n.Burst/(1+n.Burst):
+		// good -> bad = Loss/(Burst*(1-Loss)) must be a probability.
+		return fmt.Errorf("%w: loss %v with bursts of %v: the long-run rate needs loss <= burst/(1+burst)", ErrBadConfig, n.Loss, n.Burst)
 	}
 	return nil
+}
+
+// The UDP driver's framing (overlay/node/frag.go): a whole message has a
+// 1-byte frame, a fragment an 11-byte header, and the smallest datagram it
+// cuts carries 64 bytes of message. TestFragmentsMatchDriver in
+// overlay/node holds these to the driver's.
+const (
+	// DefaultMaxDatagram is the UDP driver's datagram size
+	// (node.DefaultMaxDatagram), the default of `peername sim -max-datagram`.
+	DefaultMaxDatagram = 1200
+	fragHeaderLen      = 11
+	minMaxDatagram     = fragHeaderLen + 64
+)
+
+// Fragments is how many datagrams the UDP driver sends for a message of n
+// bytes when its datagrams are at most maxDatagram bytes: 1 if the message
+// fits with its frame byte, else ceil(n / (maxDatagram - 11)).
+func Fragments(n, maxDatagram int) int {
+	if maxDatagram <= 0 || 1+n <= maxDatagram {
+		return 1
+	}
+	room := max(maxDatagram, minMaxDatagram) - fragHeaderLen
+	return (n + room - 1) / room
 }
 
 func prob(p float64) bool { return p >= 0 && p <= 1 }
@@ -116,15 +159,19 @@ type Counters struct {
 	Lost, Partitioned     uint64 // dropped by the fault model
 	ToDead, Unroutable    uint64 // addressed to a failed node or to no node
 	Duplicated, Reordered uint64
-	Intercepted           uint64  // dropped by the Interceptor
-	Queued                uint64  // datagrams that waited for their busy receiver
-	Overloaded            uint64  // dropped at a full inbox (Network.InboxLimit)
-	Stale                 uint64  // dropped for waiting too long (Network.InboxMaxWait)
-	MaxInbox              int     // most datagrams waiting at one node
-	Timers, Calls         uint64  // timer expiries and scheduled calls run
-	Events                uint64  // everything popped from the queues
-	MaxQueue              int     // high-water mark of datagrams and calls in flight
-	NodeSeconds           float64 // virtual seconds summed over live nodes
+	Intercepted           uint64 // dropped by the Interceptor
+	// Fragmented counts messages sent as several datagrams
+	// (Network.MaxDatagram), FragmentLost those of them lost because one
+	// of their fragments was (a part of Lost).
+	Fragmented, FragmentLost uint64
+	Queued                   uint64  // datagrams that waited for their busy receiver
+	Overloaded               uint64  // dropped at a full inbox (Network.InboxLimit)
+	Stale                    uint64  // dropped for waiting too long (Network.InboxMaxWait)
+	MaxInbox                 int     // most datagrams waiting at one node
+	Timers, Calls            uint64  // timer expiries and scheduled calls run
+	Events                   uint64  // everything popped from the queues
+	MaxQueue                 int     // high-water mark of datagrams and calls in flight
+	NodeSeconds              float64 // virtual seconds summed over live nodes
 }
 
 // event is a datagram in flight or a scheduled call. Ordered by (at, seq).
@@ -172,6 +219,7 @@ type Engine struct {
 	trace   uint64
 	hashing bool
 	step    func(now time.Time) // called after every event (invariant checks)
+	bad     []bool              // Gilbert–Elliott state of each sender's link (Network.Burst)
 }
 
 // NewEngine returns an engine for the network model, deciding every random
@@ -526,7 +574,7 @@ func (e *Engine) send(from int32, to netip.AddrPort, data []byte) {
 		e.c.Partitioned++
 		return
 	}
-	if e.net.Loss > 0 && e.rng.Float64() < e.net.Loss {
+	if e.lost(from, len(data)) {
 		e.c.Lost++
 		return
 	}
@@ -541,6 +589,52 @@ func (e *Engine) send(from int32, to netip.AddrPort, data []byte) {
 		e.push(event{at: e.now + lat + e.extra(), to: int32(j), from: from, data: dup})
 	}
 	e.push(event{at: e.now + lat, to: int32(j), from: from, data: data})
+}
+
+// lost decides whether a message of n bytes from a sender is lost: each of
+// its datagrams (several if Network.MaxDatagram fragments it) is lost on its
+// own, under the uniform or the bursty model, and losing one loses the
+// message. Without loss it draws nothing from the random source, and a
+// message in one datagram draws what it always did, so runs that neither
+// fragment nor use bursts replay as before.
+func (e *Engine) lost(from int32, n int) bool {
+	frags := Fragments(n, e.net.MaxDatagram)
+	if frags > 1 {
+		e.c.Fragmented++
+	}
+	if e.net.Loss <= 0 {
+		return false
+	}
+	lost := false
+	for range frags {
+		if e.net.Burst > 0 {
+			lost = e.burstLost(from) || lost
+		} else if e.rng.Float64() < e.net.Loss {
+			lost = true
+		}
+	}
+	if lost && frags > 1 {
+		e.c.FragmentLost++
+	}
+	return lost
+}
+
+// burstLost moves the sender's Gilbert–Elliott chain on by one datagram and
+// reports whether that datagram is lost (it is in the bad state). With r =
+// 1/Burst (bad to good) and p = Loss·r/(1-Loss) (good to bad), the chain is
+// bad p/(p+r) = Loss of the time.
+func (e *Engine) burstLost(from int32) bool {
+	for int(from) >= len(e.bad) {
+		e.bad = append(e.bad, false)
+	}
+	r := 1 / e.net.Burst
+	p := e.net.Loss * r / (1 - e.net.Loss)
+	if e.bad[from] {
+		e.bad[from] = e.rng.Float64() >= r
+	} else {
+		e.bad[from] = e.rng.Float64() < p
+	}
+	return e.bad[from]
 }
 
 func (e *Engine) extra() int64 {

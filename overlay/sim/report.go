@@ -112,15 +112,25 @@ type Report struct {
 	MaxRoutingTable  int `json:"max_routing_table"`
 	MaxRecordsStored int `json:"max_records_stored"`
 	MaxPending       int `json:"max_pending"`
+	// Replica census of the -check sweep (World.censusSweep): checks of a
+	// live name two ticks or more after its last publish, republish or
+	// change of membership, and how many found it held by fewer than
+	// CensusTarget nodes (each also a violation).
+	CensusChecks int `json:"census_checks"`
+	CensusShort  int `json:"census_short"`
 
-	Events      uint64 `json:"events"`
-	MaxQueue    int    `json:"max_queue"`
-	Sent        uint64 `json:"datagrams"`
-	Lost        uint64 `json:"lost"`
-	Duplicated  uint64 `json:"duplicated"`
-	Partitioned uint64 `json:"partitioned"`
-	ToDead      uint64 `json:"to_failed_nodes"`
-	Trace       string `json:"trace"`
+	Events   uint64 `json:"events"`
+	MaxQueue int    `json:"max_queue"`
+	Sent     uint64 `json:"datagrams"`
+	Lost     uint64 `json:"lost"`
+	// Messages sent as several fragments (Network.MaxDatagram), and those
+	// of them lost with a fragment (counted in Lost too).
+	Fragmented   uint64 `json:"fragmented"`
+	FragmentLost uint64 `json:"fragment_lost"`
+	Duplicated   uint64 `json:"duplicated"`
+	Partitioned  uint64 `json:"partitioned"`
+	ToDead       uint64 `json:"to_failed_nodes"`
+	Trace        string `json:"trace"`
 
 	Attack *AttackReport `json:"attack,omitempty"` // with -malicious
 
@@ -141,8 +151,8 @@ hops             mean %.2f  p99 %.0f  max %d
 latency          p50 %.1f ms  p99 %.1f ms (virtual)
 traffic          %.2f msgs/node/s  %.0f bytes/node/s (run); %.2f msgs/node/s  %.0f bytes/node/s (lookup phase)
 memory           %.0f heap bytes/node
-checks           %d probes (%d retried), %d node sweeps, %d held records verified, %d violations
-network          %d datagrams, %d lost, %d duplicated, %d partitioned, %d to failed nodes; %d events, max queue %d
+checks           %d probes (%d retried), %d node sweeps, %d held records verified, %d replica census checks (%d short), %d violations
+network          %d datagrams, %d lost (%d fragmented messages, %d lost with a fragment), %d duplicated, %d partitioned, %d to failed nodes; %d events, max queue %d
 time             %.0f s virtual, %.1f s wall
 `,
 		r.Seed, r.Trace,
@@ -153,8 +163,8 @@ time             %.0f s virtual, %.1f s wall
 		r.LatencyP50ms, r.LatencyP99ms,
 		r.MsgsPerNodePerS, r.BytesPerNodePerS, r.LookupMsgsPerNodePerS, r.LookupBytesPerNodePerS,
 		r.HeapBytesPerNode,
-		r.Probes, r.ProbeRetries, r.Sweeps, r.RecordsChecked, r.Violations,
-		r.Sent, r.Lost, r.Duplicated, r.Partitioned, r.ToDead, r.Events, r.MaxQueue,
+		r.Probes, r.ProbeRetries, r.Sweeps, r.RecordsChecked, r.CensusChecks, r.CensusShort, r.Violations,
+		r.Sent, r.Lost, r.Fragmented, r.FragmentLost, r.Duplicated, r.Partitioned, r.ToDead, r.Events, r.MaxQueue,
 		r.VirtualS, r.WallS)
 	if err != nil {
 		return fmt.Errorf("sim: write report: %w", err)

@@ -80,6 +80,10 @@ type Config struct {
 
 	// Publishers is the fraction of nodes that publish one secured name (default 0.1).
 	Publishers float64
+	// Payload is the size of the opaque payload of every published record
+	// (0 to records.MaxPayload; default none): large records make STOREs
+	// and answers that the UDP driver fragments (Network.MaxDatagram).
+	Payload int
 	// Lookups is the number of lookups of published names, issued from random
 	// live nodes, spread evenly over LookupPhase (default 120 s).
 	Lookups       int
@@ -93,7 +97,8 @@ type Config struct {
 
 	// CheckEvery is the virtual period of the state sweep: every live node's
 	// Stats within its bounds and, for a RecordWalker, every held record
-	// verifies (0 = no sweep; answers are always checked).
+	// verifies, and the replica census (census.go) finds every live name
+	// on its replicas (0 = no sweep; answers are always checked).
 	CheckEvery time.Duration
 	// ProbeEvery is the virtual period of the liveness probe: every published
 	// name whose owner is alive must resolve, within ProbeAttempts lookups from
@@ -125,6 +130,9 @@ type Config struct {
 func (c *Config) applyDefaults() error {
 	if c.Nodes < 1 {
 		return fmt.Errorf("%w: nodes = %d", ErrBadConfig, c.Nodes)
+	}
+	if c.Payload < 0 || c.Payload > records.MaxPayload {
+		return fmt.Errorf("%w: payload %d bytes: want 0 to %d", ErrBadConfig, c.Payload, records.MaxPayload)
 	}
 	if c.Lookups < 0 || !prob(c.Publishers) || !prob(c.Fail) || c.JoinLate < 0 || c.JoinRate < 0 {
 		return fmt.Errorf("%w: lookups, publishers, fail or join-late out of range", ErrBadConfig)
@@ -239,6 +247,10 @@ type World struct {
 
 	attack *attackState // nil without Config.Attack
 
+	// lastChange is when a node last joined, finished joining or failed
+	// (the replica census waits two ticks after it).
+	lastChange time.Duration
+
 	joinEnd, lookupStart, lookupEnd, end time.Duration
 
 	rep        Report
@@ -337,6 +349,7 @@ func (w *World) Run(ctx context.Context) (*Report, error) {
 	w.chain(nFail, w.lookupStart, c.LookupPhase, func(k int, _ time.Time) {
 		w.e.Fail(victims[k])
 		w.nodes[victims[k]].Core = nil
+		w.lastChange = w.e.Elapsed()
 		w.rep.FailedNodes++
 	})
 	nLate := int(math.Round(c.JoinLate * float64(c.Nodes)))
@@ -433,6 +446,7 @@ func (w *World) addNode() {
 	}
 	n := &vnode{Core: core, w: w, idx: int32(i)}
 	w.nodes = append(w.nodes, n)
+	w.lastChange = w.e.Elapsed()
 	if i >= len(w.doom) {
 		w.doom = append(w.doom, false)
 	}
@@ -491,6 +505,9 @@ func (w *World) publish(k int, now time.Time, attempt int8) {
 		Name:      p.name,
 		Endpoints: []netip.Addr{w.e.addrOf(i).Addr()},
 		TXT:       []string{fmt.Sprintf("node=%d", i)},
+	}
+	if n := w.cfg.Payload; n > 0 {
+		tmpl.Payload = bytes.Repeat([]byte{byte(k)}, n)
 	}
 	op := w.nodes[i].Publish(now, tmpl)
 	w.ops[opKey{int32(i), op}] = opInfo{kind: opPublish, attempt: attempt, name: int32(k), start: int64(w.e.Elapsed())}
@@ -582,6 +599,7 @@ func (w *World) complete(i int32, now time.Time, c *overlay.Completion) {
 		switch {
 		case c.Err == nil, i == 0 && errors.Is(c.Err, overlay.ErrAlone):
 			w.ready = append(w.ready, i)
+			w.lastChange = w.e.Elapsed()
 			if w.cfg.FlashCrowd > 0 && int(i) < len(w.joinTook) {
 				w.joinTook[i] = int64(w.e.Elapsed()) - w.joinFirst[i]
 			}
@@ -720,7 +738,7 @@ func (w *World) probeDone(i int32, now time.Time, info opInfo, c *overlay.Comple
 }
 
 // sweep checks every live node's state against its bounds and every record
-// it holds.
+// it holds, then takes the replica census (censusSweep).
 func (w *World) sweep(now time.Time) {
 	maxPerSource := w.cfg.Core.MaxPerSource
 	if maxPerSource <= 0 {
@@ -759,6 +777,7 @@ func (w *World) sweep(now time.Time) {
 			})
 		}
 	}
+	w.censusSweep(now)
 }
 
 func (w *World) startLookupPhase() {
@@ -890,6 +909,7 @@ func (w *World) finish() {
 	r.Events = c.Events
 	r.MaxQueue = c.MaxQueue
 	r.Sent, r.Lost, r.Duplicated, r.Partitioned, r.ToDead = c.Sent, c.Lost, c.Duplicated, c.Partitioned, c.ToDead
+	r.Fragmented, r.FragmentLost = c.Fragmented, c.FragmentLost
 	r.Trace = fmt.Sprintf("%016x", w.e.Trace())
 	r.Attack = w.attackReport()
 	if n := len(w.violations); n > 0 {
