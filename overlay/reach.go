@@ -245,6 +245,12 @@ func (c *Core) Reach() ReachInfo {
 	return r
 }
 
+// SetLocalAddrs tells the core the addresses its sockets are bound to
+// (Config.LocalAddrs), once the driver knows their ports.
+func (c *Core) SetLocalAddrs(addrs []netip.AddrPort) {
+	c.cfg.LocalAddrs = slices.Clone(addrs)
+}
+
 // CheckReachability starts a detection round soon (the driver saw its
 // addresses change). Rounds so triggered are at most one a minute.
 func (c *Core) CheckReachability(now time.Time) {
