@@ -348,6 +348,17 @@ func (c *Core) updateActing(now int64) {
 		}
 	}
 	if want {
+		// Peers that hold us in their tables but have no session with us
+		// (theirs timed out: their requests met our NAT) would keep us
+		// until their own requests failed twice: tell every contact of our
+		// table, over a new session where there is none (we can open one).
+		for i := range c.rt.buckets {
+			for _, ct := range c.rt.buckets[i].live {
+				if s := c.sess.byPeer[ct.id]; s == nil || s.state != sessEstablished {
+					c.transmit(now, ct.id, true, ct.addr, appendMsg(nil, &msg{typ: mMode, reqID: c.rng.Uint64(), n: modeFlagClient}))
+				}
+			}
+		}
 		c.dropForeignRecords()
 		c.armKeepalive(now)
 		return
