@@ -652,6 +652,12 @@ func (c *Core) relayDial(now int64, s *session, m *msg) {
 		if x == s || x.state != sessEstablished || !x.hasPeer || x.peer == s.peer || x.addr.Addr() == s.addr.Addr() {
 			continue
 		}
+		if x.peerClient && now-x.lastRecv > keepaliveInterval.Nanoseconds() {
+			// A client's NAT may have dropped its mapping for us: the DIAL
+			// would be lost, and the asker would count a probe that never
+			// left as one its NAT stopped.
+			continue
+		}
 		if groupOf(x.addr) != ag {
 			other = append(other, x)
 		} else {
