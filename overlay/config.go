@@ -134,6 +134,17 @@ type Config struct {
 	// -puzzle flag). The core takes it as given: 0 or a negative value means
 	// no puzzle; above MaxPuzzleBits is ErrBadConfig.
 	PuzzleBits int
+	// Mode is the node's role (reach.go): ModeAuto (the zero value) acts
+	// as a client until dial-backs from two independent peers show that
+	// unsolicited datagrams reach it; ModeServer always serves; ModeClient
+	// never does (never in peers' routing tables, stores nothing for others,
+	// still resolves and publishes).
+	Mode Mode
+	// LocalAddrs are the addresses the driver's sockets are bound to (with
+	// their ports). Peers of two groups agreeing that they see the node at
+	// one of them, a non-global (LAN, loopback) address, shows no NAT is in
+	// between: the node counts as reachable without a dial-back.
+	LocalAddrs []netip.AddrPort
 	// PuzzleNonce is a precomputed solution for Identity at PuzzleBits
 	// (SolvePuzzle). If it is not one (say, left at zero), NewCore solves the
 	// puzzle itself, which takes ~2^PuzzleBits hashes.
@@ -176,6 +187,9 @@ func (c *Config) ApplyDefaults() error {
 	def(&c.MaxOps, DefaultMaxOps)
 	def(&c.MaxRangeKeys, DefaultMaxRangeKeys)
 	def(&c.MaxFails, DefaultMaxFails)
+	if c.Mode > ModeClient {
+		return fmt.Errorf("%w: mode %d", ErrBadConfig, c.Mode)
+	}
 	if c.PuzzleBits > MaxPuzzleBits {
 		return fmt.Errorf("%w: PuzzleBits %d above %d", ErrBadConfig, c.PuzzleBits, MaxPuzzleBits)
 	}

@@ -50,6 +50,7 @@ type Core struct {
 	replRetry  int64  // the next replication retry's backoff
 	st         Stats
 	rl         rateLimiter
+	reach      reachState // reachability, client mode, keepalives (reach.go)
 }
 
 // ownedRecord is a record this node published and keeps republishing.
@@ -114,6 +115,7 @@ func NewCore(cfg Config) (*Core, error) {
 		rl:      newRateLimiter(cfg.RateLimits),
 	}
 	c.st.ID = id
+	c.reach.client = cfg.Mode == ModeClient // reach.go
 	return c, nil
 }
 
@@ -168,6 +170,7 @@ func (c *Core) Stats() Stats {
 
 // touch starts the maintenance timer on the first event.
 func (c *Core) touch(now int64) {
+	c.reach.now = now // reach.go: when datagrams are sent
 	if c.tickAt == 0 && !c.left {
 		// Jitter the first tick so that nodes started together do not tick together.
 		c.tickAt = now + c.cfg.TickInterval.Nanoseconds()/2 + c.rng.Int64N(c.cfg.TickInterval.Nanoseconds()/2+1)
@@ -178,6 +181,7 @@ func (c *Core) touch(now int64) {
 func (c *Core) emit(to netip.AddrPort, data []byte) {
 	c.st.MsgsSent++
 	c.st.BytesSent += uint64(len(data))
+	c.reach.noteSent(to.Addr()) // reach.go
 	c.sends = append(c.sends, Send{To: to, Data: data})
 }
 
@@ -379,6 +383,8 @@ func (c *Core) HandleDatagram(now time.Time, from netip.AddrPort, data []byte) {
 		c.onData(ns, from, data)
 	case ptNoSession:
 		c.onNoSession(ns, from, data)
+	case ptProbe:
+		c.onProbe(ns, from, data) // reach.go
 	}
 }
 
@@ -473,6 +479,7 @@ func (c *Core) adoptSession(s *session) {
 	}
 	c.sess.byPeer[s.peer] = s
 	c.everPeered = true
+	c.announceMode(c.reach.now, s) // reach.go: a client says so first
 	var q [][]byte
 	if s.hs != nil {
 		q = s.hs.queue
@@ -524,6 +531,7 @@ func (c *Core) onData(now int64, from netip.AddrPort, data []byte) {
 		c.st.DroppedMalformed++
 		return
 	}
+	c.peekMode(s, &m) // reach.go: before the table sees a client
 	c.onSeen(now, s.peer, s.addr)
 	if c.admit(now, s, &m) {
 		c.onMessage(now, s, &m)
@@ -569,6 +577,10 @@ func cmpU64(a, b uint64) int {
 
 // onSeen updates the routing table after an authenticated message from peer.
 func (c *Core) onSeen(now int64, peer identity.Key, addr netip.AddrPort) {
+	if c.peerIsClient(peer) { // reach.go: clients never enter the table
+		return
+	}
+	defer c.reachSeen(now)
 	r := c.rt.seen(peer, addr, now, c.cfg.PingAge.Nanoseconds())
 	if r.added {
 		// A new contact may be one of the closest for keys this node
@@ -609,6 +621,10 @@ func (c *Core) onMessage(now int64, s *session, m *msg) {
 		}
 		c.reply(now, s, &out)
 	case mStore:
+		if c.reach.client { // reach.go: a client stores nothing for others
+			c.reply(now, s, &msg{typ: mStoreAck, reqID: m.reqID, n: storeFull})
+			return
+		}
 		res := c.store.put(now, m.key, m.records[0], s.addr.Addr())
 		if res.status != storeOK {
 			c.st.RecordsRejected++
@@ -638,7 +654,10 @@ func (c *Core) onMessage(now int64, s *session, m *msg) {
 			delete(c.pending, r.id)
 			c.requestFailed(now, r, false)
 		}
+	case mDialReq, mDial, mDialAck:
+		c.onReachMsg(now, s, m) // reach.go
 	case mPong, mNodes, mValue, mStoreAck, mKeys:
+		c.notePong(now, m) // reach.go
 		req := c.pending[m.reqID]
 		if req == nil || req.expect != m.typ || (req.hasID && req.peer != s.peer) || (!req.hasID && req.addr != s.addr) {
 			return
@@ -733,6 +752,8 @@ func (c *Core) HandleTimer(now time.Time) {
 					c.replicate(ns)
 				}
 			}
+		case tReach, tKeepalive:
+			c.reachTimer(ns, t) // reach.go
 		case tTick:
 			if t.at == c.tickAt {
 				c.maintain(ns)

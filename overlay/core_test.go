@@ -314,7 +314,7 @@ func TestRestartedPeerIsReachedAgainWithoutTimeout(t *testing.T) {
 	n.build(2, nil)
 	a, b := n.nodes[0], n.nodes[1]
 	// b restarts: same identity and address, no sessions.
-	fresh, err := NewCore(Config{Identity: b.ident, Seed: 99, PuzzleBits: testPuzzleBits})
+	fresh, err := NewCore(Config{Identity: b.ident, Seed: 99, PuzzleBits: testPuzzleBits, Mode: ModeServer})
 	if err != nil {
 		t.Fatal(err)
 	}

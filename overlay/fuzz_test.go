@@ -43,6 +43,7 @@ func FuzzDecodePacket(f *testing.F) {
 	f.Add(append(appendHeader(nil, ptHello, tag), make([]byte, helloLen-headerLen)...))
 	f.Add(append(appendHeader(nil, ptHelloAck, tag), make([]byte, helloAckLn-headerLen)...))
 	f.Add(append(appendHeader(nil, ptNoSession, tag), 1, 2, 3, 4))
+	f.Add(append(appendHeader(nil, ptProbe, tag), make([]byte, probeLen-headerLen)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := decodeHeader(b)
 		if err != nil {

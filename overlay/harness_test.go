@@ -62,7 +62,10 @@ const testPuzzleBits = 8
 // add creates a node; mod may adjust its config.
 func (n *testNet) add(mod func(*Config)) *testNode {
 	i := len(n.nodes)
-	cfg := Config{Identity: testIdentity(i), Seed: uint64(i) * 7919, PuzzleBits: testPuzzleBits}
+	// Test cores serve unless a test says otherwise: the tests of routing,
+	// storage and abuse are about servers; reach_test.go runs ModeAuto and
+	// ModeClient nodes.
+	cfg := Config{Identity: testIdentity(i), Seed: uint64(i) * 7919, PuzzleBits: testPuzzleBits, Mode: ModeServer}
 	if mod != nil {
 		mod(&cfg)
 	}

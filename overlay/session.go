@@ -62,9 +62,11 @@ type session struct {
 	recvWin   uint64
 	lastUsed  int64
 	lastRecv  int64
-	hs        *handshakeState // nil once established
-	lruPrev   *session        // least-recently-used order (sessionTable.lru*)
-	lruNext   *session
+	// peerClient: the peer said (MODE) it runs as a client (reach.go).
+	peerClient bool
+	hs         *handshakeState // nil once established
+	lruPrev    *session        // least-recently-used order (sessionTable.lru*)
+	lruNext    *session
 }
 
 // handshakeState is what a session needs only until it is established.

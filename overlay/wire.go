@@ -117,6 +117,10 @@ func decodeHeader(b []byte) (header, error) {
 		if len(b) != noSessLen {
 			return h, fmt.Errorf("no-session of %d bytes: %w", len(b), ErrMalformed)
 		}
+	case ptProbe:
+		if len(b) != probeLen {
+			return h, fmt.Errorf("probe of %d bytes: %w", len(b), ErrMalformed)
+		}
 	default:
 		return h, fmt.Errorf("packet type %d: %w", h.typ, ErrMalformed)
 	}
@@ -180,6 +184,7 @@ type msg struct {
 	n        int          // NEAREST count, RANGE limit, STORE_ACK status
 	more     bool         // KEYS: the responder had more keys than it sent
 	addr     netip.AddrPort
+	addr2    netip.AddrPort // DIAL_ACK: the dialer's address
 	contacts []contact
 	records  [][]byte // VALUE records, STORE record (one)
 	keys     []identity.Key
@@ -233,6 +238,19 @@ func appendMsg(b []byte, m *msg) []byte {
 		b = append(b, m.records[0]...)
 	case mStoreAck:
 		b = append(b, byte(m.n))
+	case mMode:
+		b = append(b, byte(m.n))
+	case mDialReq:
+		b = append(b, m.key[:]...)
+	case mDial:
+		b = appendAddr(b, m.addr)
+		b = append(b, m.key[:]...)
+	case mDialAck:
+		b = append(b, byte(m.n))
+		b = appendAddr(b, m.addr)
+		if m.n == dialDispatched {
+			b = appendAddr(b, m.addr2)
+		}
 	case mNodes:
 		b = appendContacts(b, m.contacts)
 	case mValue:
@@ -417,6 +435,25 @@ func decodeMsgInto(b []byte, cbuf []contact) (msg, error) {
 		m.n = int(r.u8("status"))
 		if m.n > storeMaxValue {
 			r.fail("status")
+		}
+	case mMode:
+		m.n = int(r.u8("mode flags"))
+		if m.n&^modeFlagClient != 0 {
+			r.fail("mode flags")
+		}
+	case mDialReq:
+		m.key = r.key("dial token")
+	case mDial:
+		m.addr = r.addr("dial address")
+		m.key = r.key("dial token")
+	case mDialAck:
+		m.n = int(r.u8("dial status"))
+		if m.n > dialMaxStatus {
+			r.fail("dial status")
+		}
+		m.addr = r.addr("observed address")
+		if m.n == dialDispatched {
+			m.addr2 = r.addr("dialer address")
 		}
 	case mNodes:
 		m.contacts = r.contacts()

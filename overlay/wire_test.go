@@ -45,6 +45,12 @@ func sampleMsgs() []msg {
 		{typ: mRange, reqID: 11, key: k1, key2: k2, n: 64},
 		{typ: mKeys, reqID: 12, keys: []identity.Key{k1, k2}, more: true, contacts: sampleContacts(2)},
 		{typ: mLeave},
+		{typ: mMode, reqID: 13, n: modeFlagClient},
+		{typ: mMode, reqID: 14},
+		{typ: mDialReq, reqID: 15, key: k2},
+		{typ: mDial, reqID: 16, addr: netip.MustParseAddrPort("192.0.2.9:4000"), key: k1},
+		{typ: mDialAck, reqID: 17, n: dialDispatched, addr: netip.MustParseAddrPort("192.0.2.9:4000"), addr2: netip.MustParseAddrPort("[2001:db8::9]:53")},
+		{typ: mDialAck, reqID: 18, n: dialNoDialer, addr: netip.MustParseAddrPort("192.0.2.9:4000")},
 	}
 }
 
@@ -89,6 +95,8 @@ func TestMessageRejects(t *testing.T) {
 		{"nearest count 0", appendMsg(nil, &msg{typ: mNearest, reqID: 1, key: k, n: 0})},
 		{"store empty record", append(appendMsg(nil, &msg{typ: mFindNode, reqID: 1, key: k})[:1+8+32:1+8+32], 0, 0)},
 		{"ack status out of range", appendMsg(nil, &msg{typ: mStoreAck, reqID: 1, n: 9})},
+		{"unknown mode flag", appendMsg(nil, &msg{typ: mMode, reqID: 1, n: 2})},
+		{"dial status out of range", appendMsg(nil, &msg{typ: mDialAck, reqID: 1, n: dialMaxStatus + 1, addr: netip.MustParseAddrPort("192.0.2.9:4000")})},
 		{"bad address family", func() []byte { b := bytes.Clone(nodes); b[1+8+1+32] = 5; return b }()},
 		{"port zero", func() []byte { b := bytes.Clone(nodes); b[len(b)-1], b[len(b)-2] = 0, 0; return b }()},
 		{"too many contacts", func() []byte { b := bytes.Clone(nodes); b[1+8] = maxContactsPerMessage + 1; return b }()},

@@ -29,6 +29,7 @@ type cloudFlags struct {
 	cloud    *string
 	listen   *string
 	puzzle   *int
+	mode     *string
 	stateDir *string
 	verbose  *bool
 }
@@ -38,6 +39,7 @@ func addCloudFlags(fset *flag.FlagSet) *cloudFlags {
 	fset.Var(&c.seeds, "bootstrap", "seed node `ADDR`: IP:port, host:port, or dns:DOMAIN for the SRV records of _peername._udp.DOMAIN (repeatable, or comma-separated)")
 	c.cloud = fset.String("cloud", "global", "`NAME` of the cloud to join")
 	c.listen = fset.String("listen", "", "local overlay UDP `ADDR` (default 127.0.0.1:0 for loopback seeds, else 0.0.0.0:0 and/or [::]:0)")
+	c.mode = fset.String("mode", "client", "the temporary node's overlay `MODE`: client (in no routing table, stores nothing for others: it lives for one command), auto or server")
 	c.puzzle = fset.Int("puzzle", overlay.DefaultPuzzleBits, fmt.Sprintf("the cloud's identity puzzle difficulty in `BITS`, 0 (none) to %d", overlay.MaxPuzzleBits))
 	c.stateDir = fset.String("state", "", "keep the node's state, identity and contacts in `DIR`, so later runs rejoin without -bootstrap")
 	c.verbose = fset.Bool("v", false, "log the temporary node's activity on stderr")
@@ -49,6 +51,10 @@ func (c *cloudFlags) check(fset *flag.FlagSet, cmd string) error {
 	if len(c.seeds) == 0 && *c.stateDir == "" {
 		fmt.Fprintf(fset.Output(), "peername %s: at least one -bootstrap seed (or a -state directory from an earlier run) is needed to reach a cloud\n", cmd)
 		fset.Usage()
+		return errUsage
+	}
+	if _, err := overlay.ParseMode(*c.mode); err != nil || *c.mode == "" {
+		fmt.Fprintf(fset.Output(), "peername %s: -mode must be auto, server or client, not %q\n", cmd, *c.mode)
 		return errUsage
 	}
 	if *c.puzzle < 0 || *c.puzzle > overlay.MaxPuzzleBits {
@@ -108,7 +114,7 @@ func (c *cloudFlags) joinCloud(ctx context.Context, e *env) (*inviteOverlay, err
 		Cloud:     *c.cloud,
 		Logger:    slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})),
 		StateDir:  *c.stateDir,
-		Core:      overlay.Config{PuzzleBits: puzzle},
+		Core:      overlay.Config{PuzzleBits: puzzle, Mode: mustMode(*c.mode)},
 	})
 	if err != nil {
 		return nil, err
@@ -142,3 +148,9 @@ func (o *inviteOverlay) Resolve(ctx context.Context, key identity.Key) ([]*recor
 }
 
 func (o *inviteOverlay) Close() error { return o.node.Close() }
+
+// mustMode is the mode of a -mode flag already checked by the flag parser.
+func mustMode(s string) overlay.Mode {
+	m, _ := overlay.ParseMode(s)
+	return m
+}

@@ -67,6 +67,7 @@ func runResolve(ctx context.Context, e *env, args []string) error {
 	jsonOut := fset.Bool("json", false, "print the result as one JSON object")
 	verbose := fset.Bool("v", false, "log the temporary node's activity on stderr")
 	puzzle := fset.Int("puzzle", overlay.DefaultPuzzleBits, fmt.Sprintf("the cloud's identity puzzle difficulty in `BITS`, 0 (none) to %d: the node solves it before joining (~0.2 s at the default) and refuses peers below it", overlay.MaxPuzzleBits))
+	mode := fset.String("mode", "client", "the temporary node's overlay `MODE`: client (in no routing table, stores nothing for others: it lives for one command), auto or server")
 	stateDir := fset.String("state", "", "keep the node's state in `DIR` (its key, routing snapshot and records), so later runs rejoin through the peers it knew, without -bootstrap")
 	pos, err := parseArgs(fset, args, 1, 1)
 	if err != nil {
@@ -87,6 +88,11 @@ func runResolve(ctx context.Context, e *env, args []string) error {
 	}
 	if *puzzle == 0 {
 		*puzzle = -1 // no puzzle (a node's 0 is its default)
+	}
+	nodeMode, err := overlay.ParseMode(*mode)
+	if err != nil || *mode == "" {
+		fmt.Fprintf(fset.Output(), "peername resolve: -mode must be auto, server or client, not %q\n", *mode)
+		return errUsage
 	}
 	z, err := canonicalZone(*zone)
 	if err != nil {
@@ -145,7 +151,7 @@ func runResolve(ctx context.Context, e *env, args []string) error {
 		Cloud:     *cloud,
 		Logger:    logger,
 		StateDir:  *stateDir,
-		Core:      overlay.Config{PuzzleBits: *puzzle},
+		Core:      overlay.Config{PuzzleBits: *puzzle, Mode: nodeMode},
 	})
 	if err != nil {
 		return err

@@ -130,6 +130,7 @@ func TestResolve(t *testing.T) {
 		// The cloud runs the default puzzle: a node without one is refused.
 		{"no puzzle", []string{"-puzzle", "0", tc.alice}, exitFailure, nil, "could not join"},
 		{"default puzzle given", []string{"-puzzle", fmt.Sprint(overlay.DefaultPuzzleBits), tc.alice}, exitOK, []string{"address   192.0.2.10"}, ""},
+		{"mode server", []string{"-mode", "server", tc.alice}, exitOK, []string{"address   192.0.2.10"}, ""},
 	}
 	for _, tc2 := range tests {
 		t.Run(tc2.name, func(t *testing.T) {
@@ -229,6 +230,7 @@ func TestResolveUsage(t *testing.T) {
 		{"zero timeout", []string{"-bootstrap", "127.0.0.1:1", "-timeout", "0s", "x.0.peer.alt"}, "-timeout must be positive"},
 		{"puzzle too hard", []string{"-bootstrap", "127.0.0.1:1", "-puzzle", "33", "x.0.peer.alt"}, "-puzzle must be 0 to 32"},
 		{"negative puzzle", []string{"-bootstrap", "127.0.0.1:1", "-puzzle", "-1", "x.0.peer.alt"}, "-puzzle must be"},
+		{"unknown mode", []string{"-bootstrap", "127.0.0.1:1", "-mode", "relay", "x.0.peer.alt"}, "-mode must be auto, server or client"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -40,6 +40,8 @@ func simMain(args []string, stdout, stderr io.Writer) int {
 		cfg         sim.Config
 		rtt         = fs.String("rtt", "20ms:200ms", "round-trip time of a link, MIN:MAX (uniform per link)")
 		partition   = fs.String("partition", "", "START:END:FRACTION: cut FRACTION of the nodes off from START to END of virtual time")
+		natFrac     = fs.Float64("nat", 0, "FRACTION of the nodes behind NAT: they receive datagrams only from nodes they sent to in the last 30 s (never the first -seeds/-crowd-seeds nodes)")
+		mode        = fs.String("mode", "auto", "every node's mode: auto (client once dial-backs show it unreachable), server (the comparison without client mode) or client")
 		jsonOut     = fs.Bool("json", false, "print one JSON object")
 		quiet       = fs.Bool("quiet", false, "no progress on stderr")
 		cpuprofile  = fs.String("cpuprofile", "", "write a CPU profile to this file")
@@ -102,6 +104,20 @@ func simMain(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		cfg.Net.Partitions = []sim.Partition{p}
+	}
+	if *natFrac > 0 {
+		seeds := 1
+		if cfg.FlashCrowd > 0 {
+			seeds = max(cfg.CrowdSeeds, 1)
+		}
+		if cfg.Net.NAT, err = sim.NATNodes(*natFrac, cfg.Seed, cfg.Nodes+int(cfg.JoinLate*float64(cfg.Nodes))+1, seeds); err != nil {
+			fmt.Fprintln(stderr, "peername sim:", err)
+			return 2
+		}
+	}
+	if cfg.Core.Mode, err = overlay.ParseMode(*mode); err != nil {
+		fmt.Fprintln(stderr, "peername sim:", err)
+		return 2
 	}
 	if err := applyAttack(&cfg); err != nil {
 		fmt.Fprintln(stderr, "peername sim:", err)

@@ -528,6 +528,7 @@ func (n *Node) bind() error {
 		}
 	}
 	n.listenLinkLocal()
+	n.core.SetLocalAddrs(localAddrs(n.addrs)) // before the loop owns the core
 	n.state.Store(stateRunning)
 	n.base = time.Now()
 	go n.loop()
@@ -618,6 +619,41 @@ func isOwnAddr(s netip.AddrPort, own []netip.AddrPort) bool {
 		}
 	}
 	return false
+}
+
+// localAddrs expands the bound addresses into the addresses peers may see
+// this node at when no NAT is in between: an unspecified address stands for
+// every interface address of its family, with the socket's port.
+func localAddrs(bound []netip.AddrPort) []netip.AddrPort {
+	var out []netip.AddrPort
+	var host []netip.Addr
+	for _, b := range bound {
+		if !b.Addr().IsUnspecified() {
+			out = append(out, b)
+			continue
+		}
+		if host == nil {
+			host = hostAddrs()
+		}
+		for _, a := range host {
+			if a.Is4() == b.Addr().Is4() && !a.IsLinkLocalUnicast() {
+				out = append(out, netip.AddrPortFrom(a, b.Port()))
+			}
+		}
+	}
+	return out
+}
+
+// Reach returns the node's mode and reachability (overlay.Core.Reach).
+func (n *Node) Reach() overlay.ReachInfo {
+	var r overlay.ReachInfo
+	if n.state.Load() == stateRunning {
+		if err := n.exec(context.Background(), func(time.Time) { r = n.core.Reach() }); err == nil {
+			return r
+		}
+	}
+	r.Mode = n.cfg.Core.Mode
+	return r
 }
 
 // hostAddrs lists the addresses of this host's interfaces.

@@ -27,6 +27,7 @@ func (w *World) census() {
 		return
 	}
 	held := map[identity.Key]int{}
+	reach := map[identity.Key]int{} // held by nodes outside NAT
 	alive := 0
 	for i, n := range w.nodes {
 		if !w.e.Alive(i) || w.hostile(i) || n.Core == nil {
@@ -41,6 +42,9 @@ func (w *World) census() {
 			k := r.Key()
 			if s, ok := want[k]; ok && r.Seq >= s && owner[k] != i {
 				held[k]++
+				if !w.e.Behind(i) {
+					reach[k]++
+				}
 			}
 			return true
 		})
@@ -50,10 +54,14 @@ func (w *World) census() {
 		repl = overlay.DefaultReplication
 	}
 	target := min(repl, alive-1)
-	sum, lo := 0, -1
+	sum, lo, rsum := 0, -1, 0
 	for k := range want {
 		h := held[k]
 		sum += h
+		rsum += reach[k]
+		if reach[k] == 0 {
+			w.rep.RecordsLost++
+		}
 		if lo < 0 || h < lo {
 			lo = h
 		}
@@ -63,6 +71,7 @@ func (w *World) census() {
 	}
 	w.rep.ReplicasMin = lo
 	w.rep.ReplicasMean = float64(sum) / float64(len(want))
+	w.rep.ReachableReplicasMean = float64(rsum) / float64(len(want))
 	w.rep.ReplicaTarget = target
 }
 

@@ -83,6 +83,14 @@ type Network struct {
 	// 2^27 keeps clear of the nodes' own /48s; see addrIn) when it reports
 	// true; other nodes keep their own /48 (AddrOf).
 	PrefixOf func(i int) (g uint32, ok bool)
+	// NAT, when set, puts node i behind an endpoint-dependent filter (a
+	// port-restricted NAT or a stateful firewall) when NAT[i]: it only
+	// receives datagrams from nodes it sent to in the last NATTimeout
+	// (default 30 s, a common UDP mapping timeout); everything else is
+	// dropped (Counters.NATFiltered). Its address is not translated: the
+	// filter is what makes a node unreachable.
+	NAT        []bool
+	NATTimeout time.Duration
 
 	// The per-node processing budget, as a real node's single event loop
 	// has: each datagram occupies its receiver for ServiceTime (a HELLO or
@@ -164,6 +172,7 @@ type Counters struct {
 	// (Network.MaxDatagram), FragmentLost those of them lost because one
 	// of their fragments was (a part of Lost).
 	Fragmented, FragmentLost uint64
+	NATFiltered              uint64  // unsolicited datagrams dropped at a node behind NAT (Network.NAT)
 	Queued                   uint64  // datagrams that waited for their busy receiver
 	Overloaded               uint64  // dropped at a full inbox (Network.InboxLimit)
 	Stale                    uint64  // dropped for waiting too long (Network.InboxMaxWait)
@@ -220,6 +229,8 @@ type Engine struct {
 	hashing bool
 	step    func(now time.Time) // called after every event (invariant checks)
 	bad     []bool              // Gilbert–Elliott state of each sender's link (Network.Burst)
+	// natSent[i][j]: when node i (behind NAT) last sent to node j.
+	natSent []map[int32]int64
 }
 
 // NewEngine returns an engine for the network model, deciding every random
@@ -230,6 +241,9 @@ func NewEngine(seed uint64, n Network, hashData bool) (*Engine, error) {
 	}
 	if n.ReorderDelay == 0 {
 		n.ReorderDelay = n.RTTMax
+	}
+	if n.NATTimeout <= 0 {
+		n.NATTimeout = 30 * time.Second
 	}
 	return &Engine{
 		net:     n,
@@ -574,6 +588,10 @@ func (e *Engine) send(from int32, to netip.AddrPort, data []byte) {
 		e.c.Partitioned++
 		return
 	}
+	if e.natFiltered(from, int32(j)) {
+		e.c.NATFiltered++
+		return
+	}
 	if e.lost(from, len(data)) {
 		e.c.Lost++
 		return
@@ -810,4 +828,30 @@ func (e *Engine) tDown(i int) {
 		e.tSwap(i, m)
 		i = m
 	}
+}
+
+// Behind returns whether node i is behind NAT (Network.NAT).
+func (e *Engine) Behind(i int) bool { return i >= 0 && i < len(e.net.NAT) && e.net.NAT[i] }
+
+// natFiltered records a datagram from -> to and reports whether the filter
+// of a receiver behind NAT drops it: to must have sent to from within
+// NATTimeout.
+func (e *Engine) natFiltered(from, to int32) bool {
+	if e.Behind(int(from)) {
+		for len(e.natSent) <= int(from) {
+			e.natSent = append(e.natSent, nil)
+		}
+		if e.natSent[from] == nil {
+			e.natSent[from] = make(map[int32]int64)
+		}
+		e.natSent[from][to] = e.now
+	}
+	if !e.Behind(int(to)) {
+		return false
+	}
+	if int(to) >= len(e.natSent) || e.natSent[to] == nil {
+		return true
+	}
+	at, ok := e.natSent[to][from]
+	return !ok || e.now-at > int64(e.net.NATTimeout)
 }

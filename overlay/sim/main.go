@@ -85,3 +85,22 @@ func ReplayArgs(args []string, seed uint64) string {
 	}
 	return strings.Join(append(out, "-seed", strconv.FormatUint(seed, 10)), " ")
 }
+
+// NATNodes returns which of nodes nodes sit behind NAT: each with
+// probability frac (decided by a hash of the seed and the index), except
+// the first seeds nodes, which a cloud's operators run reachable (a node
+// behind NAT cannot be anybody's seed).
+func NATNodes(frac float64, seed uint64, nodes, seeds int) ([]bool, error) {
+	if !(frac >= 0 && frac < 1) {
+		return nil, fmt.Errorf("%w: nat %v: want 0 <= FRACTION < 1", ErrBadFlag, frac)
+	}
+	if nodes < 0 || nodes > 1<<24 {
+		return nil, fmt.Errorf("%w: nat over %d nodes", ErrBadFlag, nodes)
+	}
+	out := make([]bool, nodes)
+	cut := uint64(frac * (1 << 32))
+	for i := max(seeds, 0); i < nodes; i++ {
+		out[i] = Derive(seed, "nat", uint64(i))&(1<<32-1) < cut
+	}
+	return out, nil
+}

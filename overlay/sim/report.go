@@ -48,10 +48,26 @@ type Report struct {
 	ReplicasMean    float64 `json:"replicas_mean"`
 	ReplicaTarget   int     `json:"replica_target"` // min(Replication, live nodes - 1)
 	UnderReplicated int     `json:"under_replicated"`
-	Stale           int     `json:"stale"`        // an older record of the name
-	WrongRecord     int     `json:"wrong_record"` // no error, but no record of the name's owner
-	HopLimit        int     `json:"hop_limit"`
-	OtherErrors     int     `json:"other_errors"`
+	// With nodes behind NAT (Network.NAT): the names whose current record
+	// no live node outside NAT holds (owner excepted): lost to the cloud,
+	// since nobody can reach the nodes that hold them; and the mean number
+	// of reachable replicas.
+	RecordsLost           int     `json:"records_lost"`
+	ReachableReplicasMean float64 `json:"reachable_replicas_mean"`
+	// Modes at the end of the run (reach.go): live nodes behind NAT, those
+	// of them acting as clients and those still serving; reachable nodes
+	// acting as clients (should be 0 in mode auto) and those whose
+	// reachability dial-backs confirmed.
+	NATNodes        int    `json:"nat_nodes"`
+	NATClients      int    `json:"nat_clients"`
+	NATServing      int    `json:"nat_serving"`
+	PublicClients   int    `json:"public_clients"`
+	PublicConfirmed int    `json:"public_confirmed"`
+	NATFiltered     uint64 `json:"nat_filtered"` // unsolicited datagrams the NAT filters dropped
+	Stale           int    `json:"stale"`        // an older record of the name
+	WrongRecord     int    `json:"wrong_record"` // no error, but no record of the name's owner
+	HopLimit        int    `json:"hop_limit"`
+	OtherErrors     int    `json:"other_errors"`
 	// OtherErrorKinds counts the other errors by message.
 	OtherErrorKinds map[string]int `json:"other_error_kinds,omitempty"`
 	Unfinished      int            `json:"unfinished"` // no completion by the end of the run
@@ -197,6 +213,11 @@ time             %.0f s virtual, %.1f s wall
 				return fmt.Errorf("sim: write report: %w", err)
 			}
 		}
+	}
+	if _, err := fmt.Fprintf(out, "modes            %d behind NAT: %d clients, %d serving; %d reachable clients, %d confirmed public; %d unsolicited datagrams filtered\nreplicas         min %d mean %.2f (target %d, under-replicated %d); outside NAT mean %.2f, records lost %d\n",
+		r.NATNodes, r.NATClients, r.NATServing, r.PublicClients, r.PublicConfirmed, r.NATFiltered,
+		r.ReplicasMin, r.ReplicasMean, r.ReplicaTarget, r.UnderReplicated, r.ReachableReplicasMean, r.RecordsLost); err != nil {
+		return fmt.Errorf("sim: write report: %w", err)
 	}
 	for _, k := range slices.Sorted(maps.Keys(r.OtherErrorKinds)) {
 		if _, err := fmt.Fprintf(out, "other error      %d × %s\n", r.OtherErrorKinds[k], k); err != nil {

@@ -487,7 +487,7 @@ func (w *World) pickSeeds(self int) []netip.AddrPort {
 	for tries := 0; len(seeds) < w.cfg.Seeds && tries < 8*w.cfg.Seeds && len(w.ready) > 0; tries++ {
 		j := int(w.ready[rng.IntN(len(w.ready))])
 		a := w.e.addrOf(j)
-		if j == self || !w.e.Alive(j) || slices.Contains(seeds, a) {
+		if j == self || !w.e.Alive(j) || slices.Contains(seeds, a) || w.e.Behind(j) {
 			continue
 		}
 		seeds = append(seeds, a)
@@ -911,6 +911,7 @@ func (w *World) finish() {
 	r.Sent, r.Lost, r.Duplicated, r.Partitioned, r.ToDead = c.Sent, c.Lost, c.Duplicated, c.Partitioned, c.ToDead
 	r.Fragmented, r.FragmentLost = c.Fragmented, c.FragmentLost
 	r.Trace = fmt.Sprintf("%016x", w.e.Trace())
+	w.reachReport()
 	r.Attack = w.attackReport()
 	if n := len(w.violations); n > 0 {
 		r.ViolationList = w.violations[:min(n, 20)]

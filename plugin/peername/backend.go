@@ -50,7 +50,7 @@ func newOverlayNode(cfg nodeConfig) (overlayNode, error) {
 		Bootstrap: boots,
 		Cloud:     cfg.Cloud,
 		Core: overlay.Config{RecordLifetime: cfg.RecordLifetime, PuzzleBits: puzzle,
-			Defence: defence},
+			Defence: defence, Mode: cfg.Mode},
 		Logger:    slog.New(clogHandler{}),
 		StateDir:  cfg.StateDir,
 		LinkLocal: ll,
@@ -133,9 +133,11 @@ func (n *netNode) Unpublish(ctx context.Context, name identity.Name) error {
 func (n *netNode) Stats() nodeStats {
 	st := n.Node.Stats()
 	ns := n.Node.NetStats()
+	r := n.Node.Reach()
 	return nodeStats{RoutingTableSize: st.RoutingTableSize, RecordsStored: st.RecordsStored,
 		JoinTries: ns.JoinTries, Joined: ns.Joined || n.knowinglyAlone(),
 		Retransmits: st.Retransmits, HandshakesResent: st.HandshakesResent, RequestTimeouts: st.RequestTimeouts,
+		Client: r.Client, Reachability: r.Reachability, External: r.External,
 		Dropped: map[string]uint64{
 			dropAuth:            st.DroppedAuth - st.DroppedPuzzle,
 			dropPuzzle:          st.DroppedPuzzle,

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/peername/peername/contacts"
 	"github.com/peername/peername/identity"
+	"github.com/peername/peername/overlay"
 	"github.com/peername/peername/records"
 	"github.com/peername/peername/resolver"
 )
@@ -30,7 +32,8 @@ type instance struct {
 	published atomic.Int64 // publications done at least once
 
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // publishing (done once every name was published)
+	watch  sync.WaitGroup // watchAddrs
 }
 
 // errNotStarted is returned by searches before OnStartup or after
@@ -114,6 +117,7 @@ func (inst *instance) nodeConfig() nodeConfig {
 		LinkLocalIface: inst.cfg.linkIface,
 		PuzzleBits:     inst.cfg.puzzleBits,
 		PrefixCap:      inst.cfg.prefixCap,
+		Mode:           inst.cfg.mode,
 	}
 }
 
@@ -135,7 +139,7 @@ func (inst *instance) startup() error {
 		s.claim(n)
 		tmpl := &records.Record{
 			Name:      n,
-			Endpoints: endpoints(p.ips, s.node.Addrs()),
+			Endpoints: endpoints(p.ips, s.node.Addrs(), s.node.Stats().External, inst.cfg.cloud),
 			Services:  p.services,
 			TXT:       p.txt,
 		}
@@ -143,7 +147,44 @@ func (inst *instance) startup() error {
 		inst.wg.Add(1)
 		go inst.publish(ctx, s, tmpl)
 	}
+	if slices.ContainsFunc(inst.cfg.publish, func(p *publication) bool { return len(p.ips) == 0 }) {
+		inst.watch.Go(func() { inst.watchAddrs(ctx, s) })
+	}
 	return nil
+}
+
+// watchAddrs republishes, at once, the names published without explicit
+// addresses when the external address the node's peers agree on changes.
+func (inst *instance) watchAddrs(ctx context.Context, s *sharedNode) {
+	last := s.node.Stats().External
+	t := time.NewTicker(statsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ext := s.node.Stats().External
+		if ext == last {
+			continue
+		}
+		last = ext
+		for i, p := range inst.cfg.publish {
+			if len(p.ips) > 0 {
+				continue
+			}
+			tmpl := &records.Record{Name: inst.names[i], Services: p.services, TXT: p.txt,
+				Endpoints: endpoints(nil, s.node.Addrs(), ext, inst.cfg.cloud)}
+			log.Infof("external address now %s: republishing %s %v", addrOrNone(ext), tmpl.Name.DNS(inst.zone()), tmpl.Endpoints)
+			pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+			_, err := s.node.Publish(pctx, tmpl)
+			cancel()
+			if err != nil && !errors.Is(err, errOnlyLocal) && ctx.Err() == nil {
+				log.Warningf("republishing %s: %v", tmpl.Name.DNS(inst.zone()), err)
+			}
+		}
+	}
 }
 
 // zone is the zone names are shown in: the block's first zone.
@@ -249,6 +290,7 @@ func (inst *instance) shutdown() error {
 	}
 	inst.cancel()
 	inst.wg.Wait()
+	inst.watch.Wait()
 	var errs []error
 	for _, n := range inst.names {
 		if !s.unclaim(n) {
@@ -277,37 +319,71 @@ func (inst *instance) shutdown() error {
 }
 
 // endpoints returns the addresses to publish: the configured ones, or the
-// node's own. A node bound to an unspecified address publishes the
-// addresses of this host's interfaces of that family.
-func endpoints(configured []netip.Addr, bound []netip.AddrPort) []netip.Addr {
+// node's own (chooseEndpoints), with this host's interface addresses for a
+// node bound to an unspecified address.
+func endpoints(configured []netip.Addr, bound []netip.AddrPort, external netip.AddrPort, cloud string) []netip.Addr {
 	if len(configured) > 0 {
 		return configured
 	}
-	var out []netip.Addr
+	var ifAddrs []netip.Addr
+	for _, ap := range bound {
+		if ap.Addr().IsUnspecified() {
+			ifAddrs = interfaceAddrs()
+			break
+		}
+	}
+	return chooseEndpoints(bound, ifAddrs, external, cloud == overlay.DefaultCloud)
+}
+
+// chooseEndpoints picks the node's own addresses to publish: first the
+// external address its peers agree on (a node behind a port-forward or a
+// 1:1 NAT), if global; then the bound addresses, an unspecified one standing
+// for the interface addresses of its family. Never a link-local address;
+// a loopback address only when the node is bound to it (a cloud on one
+// host) or the host has nothing else; and in the global cloud no private
+// address (RFC 1918, ULA, CGNAT), which the world cannot use, unless that
+// would leave nothing to publish.
+func chooseEndpoints(bound []netip.AddrPort, ifAddrs []netip.Addr, external netip.AddrPort, global bool) []netip.Addr {
+	var out, private, loop []netip.Addr
 	add := func(ip netip.Addr) {
 		ip = ip.Unmap()
-		if len(out) < maxEndpoints && ip.IsValid() && !contains(out, ip) {
+		switch {
+		case !ip.IsValid() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() || ip.IsMulticast() || contains(out, ip) || contains(private, ip):
+		case global && (ip.IsPrivate() || cgnatPrefix.Contains(ip)):
+			private = append(private, ip)
+		case len(out) < maxEndpoints:
 			out = append(out, ip)
 		}
 	}
-	var ifAddrs []netip.Addr
+	if ext := external.Addr().Unmap(); external.IsValid() && !ext.IsLoopback() && !ext.IsPrivate() && !cgnatPrefix.Contains(ext) {
+		add(ext)
+	}
 	for _, ap := range bound {
 		ip := ap.Addr().Unmap()
 		if !ip.IsUnspecified() {
 			add(ip)
 			continue
 		}
-		if ifAddrs == nil {
-			ifAddrs = interfaceAddrs()
-		}
 		for _, a := range ifAddrs {
-			if a.Is4() == ip.Is4() {
+			switch {
+			case a.Is4() != ip.Is4():
+			case a.Unmap().IsLoopback():
+				loop = append(loop, a.Unmap())
+			default:
 				add(a)
 			}
 		}
 	}
+	if len(out) == 0 {
+		out = private[:min(len(private), maxEndpoints)]
+	}
+	if len(out) == 0 {
+		out = loop[:min(len(loop), maxEndpoints)]
+	}
 	return out
 }
+
+var cgnatPrefix = netip.MustParsePrefix("100.64.0.0/10")
 
 func contains(s []netip.Addr, ip netip.Addr) bool {
 	for _, a := range s {

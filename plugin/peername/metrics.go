@@ -76,6 +76,20 @@ var (
 		Name:      "join_tries",
 		Help:      "Join attempts of the overlay node's current join, or of its last one once joined.",
 	}, []string{"node"})
+	// modeGauge is 1 for the mode the node acts in (server or client).
+	modeGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "peername",
+		Name:      "mode",
+		Help:      "1 for the mode the overlay node acts in (server, client), 0 for the other.",
+	}, []string{"node", "mode"})
+	// reachGauge is 1 for what dial-backs showed about the node.
+	reachGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "peername",
+		Name:      "reachability",
+		Help:      "1 for what dial-backs showed about unsolicited datagrams to the overlay node (unknown, public, unreachable), 0 for the others.",
+	}, []string{"node", "reachability"})
 	joinedGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: "peername",

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/peername/peername/identity"
+	"github.com/peername/peername/overlay"
 	"github.com/peername/peername/records"
 )
 
@@ -59,6 +60,10 @@ type nodeStats struct {
 	// timeout, HandshakesResent the HELLOs resent, RequestTimeouts the
 	// requests failed with every resend unanswered (cumulative).
 	Retransmits, HandshakesResent, RequestTimeouts uint64
+	// Client, Reachability and External: see overlay.ReachInfo.
+	Client       bool
+	Reachability overlay.Reachability
+	External     netip.AddrPort
 }
 
 // bootstrapSpec is one `bootstrap` argument: a literal address, a host
@@ -99,6 +104,8 @@ type nodeConfig struct {
 	PuzzleBits int
 	// PrefixCap is overlay.Defence.PrefixCap (0: off).
 	PrefixCap int
+	// Mode is the node's role (overlay.Config.Mode).
+	Mode overlay.Mode
 }
 
 // sameSettings reports whether c and o configure a node the same way
@@ -106,7 +113,7 @@ type nodeConfig struct {
 func (c nodeConfig) sameSettings(o nodeConfig) bool {
 	return slices.Equal(c.Bootstrap, o.Bootstrap) && c.RecordLifetime == o.RecordLifetime &&
 		c.StateDir == o.StateDir && c.LinkLocal == o.LinkLocal && c.LinkLocalIface == o.LinkLocalIface &&
-		c.PuzzleBits == o.PuzzleBits && c.PrefixCap == o.PrefixCap
+		c.PuzzleBits == o.PuzzleBits && c.PrefixCap == o.PrefixCap && c.Mode == o.Mode
 }
 
 // key identifies a node in the process-wide registry: the same identity,
@@ -356,6 +363,8 @@ func (s *sharedNode) exportStats() {
 	defer recordsStored.DeleteLabelValues(label)
 	defer joinTries.DeleteLabelValues(label)
 	defer joinedGauge.DeleteLabelValues(label)
+	defer modeGauge.DeletePartialMatch(prometheus.Labels{"node": label})
+	defer reachGauge.DeletePartialMatch(prometheus.Labels{"node": label})
 	defer droppedCount.DeletePartialMatch(prometheus.Labels{"node": label})
 	defer retransmitCount.DeletePartialMatch(prometheus.Labels{"node": label})
 	defer requestTimeoutCount.DeleteLabelValues(label)
@@ -365,8 +374,16 @@ func (s *sharedNode) exportStats() {
 	t := time.NewTicker(statsInterval)
 	defer t.Stop()
 	last := map[string]uint64{}
+	var lastReach *nodeStats
 	for {
 		st := s.node.Stats()
+		exportReach(label, st)
+		if lastReach == nil || st.Client != lastReach.Client || st.Reachability != lastReach.Reachability || st.External != lastReach.External {
+			if lastReach != nil || st.Client || st.Reachability != overlay.ReachUnknown {
+				log.Infof("overlay node %s: %s, reachability %s, external address %s", label, modeName(st.Client), st.Reachability, addrOrNone(st.External))
+			}
+			lastReach = &st
+		}
 		routingTableSize.WithLabelValues(label).Set(float64(st.RoutingTableSize))
 		recordsStored.WithLabelValues(label).Set(float64(st.RecordsStored))
 		joinTries.WithLabelValues(label).Set(float64(st.JoinTries))
@@ -385,5 +402,38 @@ func (s *sharedNode) exportStats() {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+func modeName(client bool) string {
+	if client {
+		return "client"
+	}
+	return "server"
+}
+
+func addrOrNone(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return "none agreed"
+	}
+	return a.String()
+}
+
+// exportReach sets the mode and reachability gauges: one series per value,
+// 1 for the current one.
+func exportReach(label string, st nodeStats) {
+	for _, m := range []string{"server", "client"} {
+		v := 0.0
+		if m == modeName(st.Client) {
+			v = 1
+		}
+		modeGauge.WithLabelValues(label, m).Set(v)
+	}
+	for _, r := range []overlay.Reachability{overlay.ReachUnknown, overlay.ReachPublic, overlay.ReachUnreachable} {
+		v := 0.0
+		if r == st.Reachability {
+			v = 1
+		}
+		reachGauge.WithLabelValues(label, r.String()).Set(v)
 	}
 }

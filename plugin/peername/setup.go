@@ -58,8 +58,9 @@ type config struct {
 	contactsFile string // its file; empty: contacts.DefaultPath(stateDir)
 	linkLocal    bool
 	linkIface    string
-	puzzleBits   int         // identity puzzle difficulty of the cloud; 0: none
-	prefixCap    int         // contacts per /24 or /48 per bucket and per lookup; 0: off
+	puzzleBits   int // identity puzzle difficulty of the cloud; 0: none
+	prefixCap    int // contacts per /24 or /48 per bucket and per lookup; 0: off
+	mode         overlay.Mode
 	allow        []allowRule // who may UPDATE which names (update_setup.go)
 	leaseMin     time.Duration
 	leaseMax     time.Duration
@@ -207,6 +208,7 @@ var options = map[string]func(p *parser, opt string, args []string) error{
 	"linklocal":         parseLinkLocal,
 	"puzzle":            parsePuzzle,
 	"prefix_cap":        parsePrefixCap,
+	"mode":              parseMode,
 	"fallthrough":       parseFallthrough,
 	"contacts":          parseContacts,
 	"allow":             func(p *parser, _ string, args []string) error { return parseAllow(p.c, p.cfg, args) },
@@ -411,6 +413,18 @@ func parsePrefixCap(p *parser, _ string, args []string) error {
 		return p.c.Errf("prefix_cap needs a number of nodes per network prefix from 0 (no cap) to %d, got %q", maxPrefixCap, args[0])
 	}
 	p.cfg.prefixCap = n
+	return nil
+}
+
+func parseMode(p *parser, _ string, args []string) error {
+	if len(args) != 1 {
+		return p.c.ArgErr()
+	}
+	m, err := overlay.ParseMode(args[0])
+	if err != nil || args[0] == "" {
+		return p.c.Errf("mode needs auto, server or client, got %q", args[0])
+	}
+	p.cfg.mode = m
 	return nil
 }
 

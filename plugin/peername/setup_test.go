@@ -178,6 +178,24 @@ func TestParse(t *testing.T) {
 			}
 		}},
 		{input: "peername {\nprefix_cap\n}", wantErr: "Wrong argument count"},
+		{input: "peername {\n}", check: func(t *testing.T, c *config) {
+			if c.mode != overlay.ModeAuto {
+				t.Fatalf("default mode: %v, want auto", c.mode)
+			}
+		}},
+		{input: "peername {\nmode client\n}", check: func(t *testing.T, c *config) {
+			if c.mode != overlay.ModeClient {
+				t.Fatalf("mode client: %v", c.mode)
+			}
+		}},
+		{input: "peername {\nmode server\n}", check: func(t *testing.T, c *config) {
+			if c.mode != overlay.ModeServer {
+				t.Fatalf("mode server: %v", c.mode)
+			}
+		}},
+		{input: "peername {\nmode\n}", wantErr: "Wrong argument count"},
+		{input: "peername {\nmode relay\n}", wantErr: "mode needs auto, server or client"},
+		{input: "peername {\nmode auto client\n}", wantErr: "Wrong argument count"},
 		{input: "peername {\nprefix_cap 17\n}", wantErr: "prefix_cap needs a number of nodes per network prefix from 0 (no cap) to 16"},
 		{input: "peername {\nprefix_cap -1\n}", wantErr: "prefix_cap needs"},
 		{input: "peername {\nprefix_cap many\n}", wantErr: "prefix_cap needs"},
@@ -478,8 +496,48 @@ func TestEndpoints(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if got := endpoints(tc.configured, tc.bound); !tc.want(got) {
+			if got := endpoints(tc.configured, tc.bound, netip.AddrPort{}, "it"); !tc.want(got) {
 				t.Fatalf("endpoints = %v", got)
+			}
+		})
+	}
+}
+
+// TestChooseEndpoints: what a node publishes without explicit addresses.
+func TestChooseEndpoints(t *testing.T) {
+	t.Parallel()
+	ap := netip.MustParseAddrPort
+	ips := func(s ...string) []netip.Addr {
+		var out []netip.Addr
+		for _, x := range s {
+			out = append(out, netip.MustParseAddr(x))
+		}
+		return out
+	}
+	any4 := []netip.AddrPort{ap("0.0.0.0:3540")}
+	ifs := ips("127.0.0.1", "169.254.1.2", "192.168.1.10", "198.51.100.7", "100.64.0.9")
+	tests := []struct {
+		name     string
+		bound    []netip.AddrPort
+		ifs      []netip.Addr
+		external netip.AddrPort
+		global   bool
+		want     string
+	}{
+		{"global cloud: no loopback, link-local or private", any4, ifs, netip.AddrPort{}, true, "[198.51.100.7]"},
+		{"LAN cloud keeps private addresses", any4, ifs, netip.AddrPort{}, false, "[192.168.1.10 198.51.100.7 100.64.0.9]"},
+		{"agreed external address first", any4, ips("192.168.1.10"), ap("203.0.113.5:40000"), true, "[203.0.113.5]"},
+		{"external plus LAN addresses in a LAN cloud", any4, ips("192.168.1.10"), ap("203.0.113.5:40000"), false, "[203.0.113.5 192.168.1.10]"},
+		{"a private external address is not published", any4, ips("198.51.100.7"), ap("10.0.0.1:3540"), true, "[198.51.100.7]"},
+		{"global cloud with only private addresses keeps them", any4, ips("192.168.1.10"), netip.AddrPort{}, true, "[192.168.1.10]"},
+		{"bound to loopback: a cloud on one host", []netip.AddrPort{ap("127.0.0.1:3540")}, nil, netip.AddrPort{}, true, "[127.0.0.1]"},
+		{"bound link-local is never published", []netip.AddrPort{ap("[fe80::1]:3540"), ap("[2001:db8::1]:3540")}, nil, netip.AddrPort{}, true, "[2001:db8::1]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := fmt.Sprint(chooseEndpoints(tc.bound, tc.ifs, tc.external, tc.global)); got != tc.want {
+				t.Fatalf("chooseEndpoints = %s, want %s", got, tc.want)
 			}
 		})
 	}
@@ -505,6 +563,7 @@ func TestSameSettings(t *testing.T) {
 		{name: "state", change: func(c *nodeConfig) { c.StateDir = "/tmp/x" }},
 		{name: "linklocal", change: func(c *nodeConfig) { c.LinkLocal = true }},
 		{name: "puzzle", change: func(c *nodeConfig) { c.PuzzleBits = 8 }},
+		{name: "mode", change: func(c *nodeConfig) { c.Mode = overlay.ModeClient }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
