@@ -28,7 +28,7 @@ const (
 	// quietSends: a lookup candidate that has not answered this many sends
 	// of its request (measured when the next one goes out) stops holding up
 	// a quorum read (closestSettled).
-	quietSends = 2
+	quietSends = 1
 	minRTO     = int64(100 * time.Millisecond)
 	// requestLifetimeFactor: a request lives RequestTimeout*factor (within
 	// its operation's deadline) before it is failed.
