@@ -308,11 +308,9 @@ const statsInterval = 5 * time.Second
 // the first refresh, at 0 if nothing was dropped.
 func addDropped(label string, last, now map[string]uint64) {
 	for reason, n := range now {
-		c := droppedCount.WithLabelValues(label, reason)
-		if n > last[reason] {
-			c.Add(float64(n - last[reason]))
-		}
-		last[reason] = n
+		l := last[reason]
+		addDelta(droppedCount.WithLabelValues(label, reason), &l, n)
+		last[reason] = l
 	}
 }
 
