@@ -247,9 +247,9 @@ type World struct {
 
 	attack *attackState // nil without Config.Attack
 
-	// lastChange is when a node last joined, finished joining or failed
-	// (the replica census waits two ticks after it).
-	lastChange time.Duration
+	// changes are the joins, finished joins and failures of the last two
+	// ticks (the replica census leaves names near them alone).
+	changes []change
 
 	joinEnd, lookupStart, lookupEnd, end time.Duration
 
@@ -347,9 +347,11 @@ func (w *World) Run(ctx context.Context) (*Report, error) {
 		w.doom[v] = true
 	}
 	w.chain(nFail, w.lookupStart, c.LookupPhase, func(k int, _ time.Time) {
+		if core := w.nodes[victims[k]].Core; core != nil {
+			w.noteChange(core.ID())
+		}
 		w.e.Fail(victims[k])
 		w.nodes[victims[k]].Core = nil
-		w.lastChange = w.e.Elapsed()
 		w.rep.FailedNodes++
 	})
 	nLate := int(math.Round(c.JoinLate * float64(c.Nodes)))
@@ -446,7 +448,7 @@ func (w *World) addNode() {
 	}
 	n := &vnode{Core: core, w: w, idx: int32(i)}
 	w.nodes = append(w.nodes, n)
-	w.lastChange = w.e.Elapsed()
+	w.noteChange(core.ID())
 	if i >= len(w.doom) {
 		w.doom = append(w.doom, false)
 	}
@@ -599,7 +601,7 @@ func (w *World) complete(i int32, now time.Time, c *overlay.Completion) {
 		switch {
 		case c.Err == nil, i == 0 && errors.Is(c.Err, overlay.ErrAlone):
 			w.ready = append(w.ready, i)
-			w.lastChange = w.e.Elapsed()
+			w.noteChange(w.nodes[i].Core.ID())
 			if w.cfg.FlashCrowd > 0 && int(i) < len(w.joinTook) {
 				w.joinTook[i] = int64(w.e.Elapsed()) - w.joinFirst[i]
 			}
