@@ -34,8 +34,6 @@ type testCloud struct {
 
 func startTestCloud(t *testing.T, cloud string) *testCloud {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
 	tc := &testCloud{cloud: cloud}
 	for i := range 3 {
 		id, err := identity.Generate(rand.Reader)
@@ -59,7 +57,12 @@ func startTestCloud(t *testing.T, cloud string) *testCloud {
 		if err := n.Prepare(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.Start(ctx); err != nil {
+		// Each node gets its own start-up deadline: solving the next
+		// node's puzzle must not eat into it.
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		err = n.Start(ctx)
+		cancel()
+		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { n.Close() })
@@ -73,6 +76,8 @@ func startTestCloud(t *testing.T, cloud string) *testCloud {
 		t.Fatal(err)
 	}
 	tc.alice = name.DNS(identity.DefaultZone)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
 	_, err = tc.nodes[1].Publish(ctx, &records.Record{
 		Name:      name,
 		Endpoints: []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")},
