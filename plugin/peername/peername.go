@@ -79,12 +79,10 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		return dns.RcodeNotImplemented, nil
 	}
 
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.Authoritative = true
 	qtype := r.Question[0].Qtype
 
 	if qname == zone {
+		m := newReply(r)
 		switch qtype {
 		case dns.TypeSOA, dns.TypeANY:
 			m.Answer = []dns.RR{p.soa(zone)}
@@ -97,6 +95,7 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	}
 
 	if emptyNonTerminal(qname, zone) {
+		m := newReply(r)
 		m.Ns = []dns.RR{p.soa(zone)}
 		return p.write(w, m, server)
 	}
@@ -109,9 +108,11 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 			p.count(server, resultServFail)
 			return dns.RcodeServerFailure, plugin.Error(pluginName, err)
 		case kind == contactsNode:
+			m := newReply(r)
 			m.Ns = []dns.RR{p.soa(zone)}
 			return p.write(w, m, server)
 		case kind == noContact:
+			m := newReply(r)
 			m.Rcode = dns.RcodeNameError
 			m.Ns = []dns.RR{p.soa(zone)}
 			return p.write(w, m, server)
@@ -130,6 +131,7 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 			p.count(server, resultFallthrough)
 			return plugin.NextOrFailure(p.Name(), p.Next, ctx, w, r)
 		}
+		m := newReply(r)
 		m.Rcode = dns.RcodeNameError
 		m.Ns = []dns.RR{p.soa(zone)}
 		return p.write(w, m, server)
@@ -153,8 +155,17 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		}
 	}
 	// Owner names keep the question's case (0x20-randomising resolvers).
+	m := newReply(r)
 	p.answer(m, ans, asked, zone, qtype, ans.TTL(p.now()))
 	return p.write(w, m, server)
+}
+
+// newReply returns an authoritative reply to r.
+func newReply(r *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	return m
 }
 
 // answer fills m's answer, authority and additional sections with the
@@ -249,7 +260,12 @@ func (p *Peername) write(w dns.ResponseWriter, m *dns.Msg, server string) (int, 
 // service's protocol node ("_proto.<classifier>.<authority>.<zone>"). Such
 // names answer NODATA, not NXDOMAIN (RFC 8020), without an overlay search.
 func emptyNonTerminal(qname, zone string) bool {
-	n := dns.CountLabel(qname) - dns.CountLabel(zone)
+	var n int
+	if zone != "." && strings.IndexByte(qname, '\\') < 0 {
+		n = strings.Count(qname[:len(qname)-len(zone)], ".") // one per label above the zone
+	} else {
+		n = dns.CountLabel(qname) - dns.CountLabel(zone)
+	}
 	if n != 1 && n != 3 {
 		return false // the common case: no allocation
 	}
