@@ -12,9 +12,9 @@
 #
 # Besides queries per second (which, on a machine with other load, depend
 # as much on the scheduler and on dnsperf itself as on the server), each
-# measurement gives the CPU time the server process and dnsperf used per
-# answered query (utime + stime from /proc, in microseconds): the server's
-# is what a plugin costs, and is much less sensitive to the machine's load.
+# measurement gives the CPU time the server process used per answered query
+# (utime + stime from /proc, in microseconds): what a plugin costs, and
+# much less sensitive to the machine's load.
 # Needs: go, dnsperf (apt-get install dnsperf), ss (iproute2).
 #
 # Two processes run: a publisher node that publishes the N names on the
@@ -154,42 +154,37 @@ dnsperf -s 127.0.0.1 -p "$srv_dns" -d "$work/hosts.q" -n 1 2>&1 | grep -q "NOERR
 tick_us=$((1000000 / $(getconf CLK_TCK)))
 cpu_us() { awk -v t="$tick_us" '{print ($14 + $15) * t}' "/proc/$1/stat"; }
 
-qps() { # queryfile -> QPS, lost, server µs/query, dnsperf µs/query
-  local s0 s1 c0 c1 st
-  # c0, c1: the CPU time of this subshell's waited-for children (dnsperf).
-  read -ra st <"/proc/$BASHPID/stat"
-  c0=$(((st[15] + st[16]) * tick_us)) s0=$(cpu_us "${pids[1]}")
-  dnsperf -s 127.0.0.1 -p "$srv_dns" -d "$1" -l "$seconds" -c "$clients" -q 200 >"$work/dnsperf.out" 2>&1 &
-  local dp=$!
-  wait "$dp"
-  read -ra st <"/proc/$BASHPID/stat"
-  c1=$(((st[15] + st[16]) * tick_us)) s1=$(cpu_us "${pids[1]}")
-  awk -v s="$((s1 - s0))" -v c="$((c1 - c0))" '/Queries completed:/ {n=$3} /Queries per second:/ {q=$4} /Queries lost:/ {l=$3}
-    END {printf "%.0f %s %.2f %.2f\n", q, l, s / n, c / n}' "$work/dnsperf.out"
+qps() { # queryfile -> QPS, lost, server µs/query
+  local s0 s1
+  s0=$(cpu_us "${pids[1]}")
+  dnsperf -s 127.0.0.1 -p "$srv_dns" -d "$1" -l "$seconds" -c "$clients" -q 200 >"$work/dnsperf.out" 2>&1
+  s1=$(cpu_us "${pids[1]}")
+  awk -v s="$((s1 - s0))" '/Queries completed:/ {n=$3} /Queries per second:/ {q=$4} /Queries lost:/ {l=$3}
+    END {printf "%.0f %s %.2f\n", q, l, s / n}' "$work/dnsperf.out"
 }
 
 # Rounds alternate which zone goes first, so that a change in the machine's
 # background load between the two halves of a round favours neither; the
 # median of the per-round ratios is the figure to quote on a shared machine.
-echo "| round | hosts plugin (QPS) | peername cache (QPS) | ratio | server CPU µs/query: hosts | peername | CPU ratio (hosts / peername) | dnsperf CPU µs/query: hosts | peername |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| round | hosts plugin (QPS) | peername cache (QPS) | ratio | server CPU µs/query: hosts | peername | CPU ratio (hosts / peername) |"
+echo "|---|---|---|---|---|---|---|"
 sum_h=0 sum_p=0 ratios=() cratios=()
 for ((r = 1; r <= rounds; r++)); do
   if ((r % 2)); then
-    read -r h hl hc hd < <(qps "$work/hosts.q")
-    read -r p pl pc pd < <(qps "$work/peer.q")
+    read -r h hl hc < <(qps "$work/hosts.q")
+    read -r p pl pc < <(qps "$work/peer.q")
   else
-    read -r p pl pc pd < <(qps "$work/peer.q")
-    read -r h hl hc hd < <(qps "$work/hosts.q")
+    read -r p pl pc < <(qps "$work/peer.q")
+    read -r h hl hc < <(qps "$work/hosts.q")
   fi
   ratio=$(awk -v p="$p" -v h="$h" 'BEGIN {printf "%.3f", p / h}')
   cratio=$(awk -v p="$pc" -v h="$hc" 'BEGIN {printf "%.3f", h / p}')
   ratios+=("$ratio") cratios+=("$cratio")
-  echo "| $r | $h (lost $hl) | $p (lost $pl) | $ratio | $hc | $pc | $cratio | $hd | $pd |"
+  echo "| $r | $h (lost $hl) | $p (lost $pl) | $ratio | $hc | $pc | $cratio |"
   sum_h=$((sum_h + h)) sum_p=$((sum_p + p))
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 m=$(median "${ratios[@]}") cm=$(median "${cratios[@]}")
-awk -v p="$sum_p" -v h="$sum_h" -v r="$rounds" -v m="$m" -v cm="$cm" 'BEGIN {printf "| mean | %.0f | %.0f | %.3f (median of rounds **%.3f**) | | | median **%.3f** | | |\n", h / r, p / r, p / h, m, cm}'
+awk -v p="$sum_p" -v h="$sum_h" -v r="$rounds" -v m="$m" -v cm="$cm" 'BEGIN {printf "| mean | %.0f | %.0f | %.3f (median of rounds **%.3f**) | | | median **%.3f** |\n", h / r, p / r, p / h, m, cm}'
 echo
 echo "names=$names seconds=$seconds clients=$clients rounds=$rounds hosts zone=$hzone.; $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(go version | cut -d' ' -f3); dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}')"
