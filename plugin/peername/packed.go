@@ -33,7 +33,10 @@ import (
 // request.Request.SizeAndDo would add it, queries with EDNS options or a
 // TSIG record take the ordinary path, and packed replies are at most
 // maxPacked bytes with the OPT record, which fits every client's buffer, so
-// none is ever truncated.
+// none is ever truncated. The reply's buffer is pooled and reused once
+// Write returns: every writer under a ScrubWriter (miekg/dns's UDP and TCP
+// responses, CoreDNS's DoH, DoQ and gRPC writers) sends or copies the bytes
+// before it returns.
 
 // maxPacked bounds a packed reply with its OPT record: the smallest buffer
 // a client has (RFC 1035's 512 octets). Larger replies take WriteMsg.
