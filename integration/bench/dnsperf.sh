@@ -4,8 +4,17 @@
 # with the standard hosts plugin (another zone of the same Corefile), in one
 # run, with the same dnsperf settings. Prints a Markdown summary.
 #
-# Usage: integration/bench/dnsperf.sh [-n NAMES] [-l SECONDS] [-c CLIENTS] [-r ROUNDS]
+# Usage: integration/bench/dnsperf.sh [-n NAMES] [-l SECONDS] [-c CLIENTS] [-r ROUNDS] [-L]
 # (defaults: 1000 names, 5 s per measurement, 8 clients, 8 rounds)
+# -L: the hosts plugin serves names as long as the peer names
+# (n<i>.<the publisher's authority>.host.alt. instead of n<i>.hosts.test.),
+# so that both zones cost miekg/dns and dnsperf the same to parse and pack.
+#
+# Besides queries per second (which, on a machine with other load, depend
+# as much on the scheduler and on dnsperf itself as on the server), each
+# measurement gives the CPU time the server process used per answered query
+# (utime + stime from /proc, in microseconds): what a plugin costs, and
+# much less sensitive to the machine's load.
 # Needs: go, dnsperf (apt-get install dnsperf), ss (iproute2).
 #
 # Two processes run: a publisher node that publishes the N names on the
@@ -14,14 +23,15 @@
 # pass (answer TTL and record lifetime are an hour, longer than the run).
 set -euo pipefail
 
-names=1000 seconds=5 clients=8 rounds=8
-while getopts "n:l:c:r:" opt; do
+names=1000 seconds=5 clients=8 rounds=8 samelen=0
+while getopts "n:l:c:r:L" opt; do
   case $opt in
     n) names=$OPTARG ;;
     l) seconds=$OPTARG ;;
     c) clients=$OPTARG ;;
     r) rounds=$OPTARG ;;
-    *) echo "usage: $0 [-n NAMES] [-l SECONDS] [-c CLIENTS] [-r ROUNDS]" >&2; exit 2 ;;
+    L) samelen=1 ;;
+    *) echo "usage: $0 [-n NAMES] [-l SECONDS] [-c CLIENTS] [-r ROUNDS] [-L]" >&2; exit 2 ;;
   esac
 done
 command -v dnsperf >/dev/null || { echo "dnsperf not installed (apt-get install dnsperf)" >&2; exit 2; }
@@ -57,6 +67,9 @@ srv_dns=$(free_port) srv_overlay=$(free_port) srv_ready=$(free_port)
 
 "$work/peername" keygen "$work/publisher.key" >/dev/null
 "$work/peername" keygen "$work/server.key" >/dev/null
+auth=$("$work/peername" name -key "$work/publisher.key" x | cut -d. -f2)
+hzone=hosts.test hlabel=""
+if ((samelen)); then hzone=host.alt hlabel=".$auth"; fi
 
 # Publisher: N secured names n0..n(N-1), each with its own address.
 {
@@ -76,7 +89,7 @@ srv_dns=$(free_port) srv_overlay=$(free_port) srv_ready=$(free_port)
 } >"$work/Corefile.publisher"
 
 # Server under test: the peer zone from the overlay, and the same number of
-# names in hosts.test. from the hosts plugin, on one port.
+# names in $hzone. from the hosts plugin, on one port.
 {
   echo "peer.alt.:$srv_dns {"
   echo "  bind 127.0.0.1"
@@ -89,11 +102,11 @@ srv_dns=$(free_port) srv_overlay=$(free_port) srv_ready=$(free_port)
   echo "    ttl 3600"
   echo "  }"
   echo "}"
-  echo "hosts.test.:$srv_dns {"
+  echo "$hzone.:$srv_dns {"
   echo "  bind 127.0.0.1"
   echo "  hosts {"
   for ((i = 0; i < names; i++)); do
-    echo "    10.$((i / 65536 % 256)).$((i / 256 % 256)).$((i % 256)) n$i.hosts.test"
+    echo "    10.$((i / 65536 % 256)).$((i / 256 % 256)).$((i % 256)) n$i$hlabel.$hzone"
   done
   echo "    fallthrough"
   echo "  }"
@@ -124,9 +137,8 @@ wait_ready "$pub_ready" "${pids[0]}"
 pids+=($!)
 wait_ready "$srv_ready" "${pids[1]}"
 
-auth=$("$work/peername" name -key "$work/publisher.key" x | cut -d. -f2)
 for ((i = 0; i < names; i++)); do echo "n$i.$auth.peer.alt. A"; done >"$work/peer.q"
-for ((i = 0; i < names; i++)); do echo "n$i.hosts.test. A"; done >"$work/hosts.q"
+for ((i = 0; i < names; i++)); do echo "n$i$hlabel.$hzone. A"; done >"$work/hosts.q"
 
 # Warm-up: one pass over the peer names until every one answers NOERROR
 # (the publisher may still be storing its names when it reports ready).
@@ -138,31 +150,41 @@ for attempt in $(seq 1 60); do
 done
 dnsperf -s 127.0.0.1 -p "$srv_dns" -d "$work/hosts.q" -n 1 2>&1 | grep -q "NOERROR $names (100.00%)" || { echo "hosts zone does not answer every name" >&2; exit 1; }
 
-qps() { # queryfile
-  dnsperf -s 127.0.0.1 -p "$srv_dns" -d "$1" -l "$seconds" -c "$clients" -q 200 2>&1 |
-    awk '/Queries per second:/ {q=$4} /Queries lost:/ {l=$3} END {printf "%.0f %s\n", q, l}'
+# cpu_us PID: the CPU time (user + system) the process has used, in µs.
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+cpu_us() { awk -v t="$tick_us" '{print ($14 + $15) * t}' "/proc/$1/stat"; }
+
+qps() { # queryfile -> QPS, lost, server µs/query
+  local s0 s1
+  s0=$(cpu_us "${pids[1]}")
+  dnsperf -s 127.0.0.1 -p "$srv_dns" -d "$1" -l "$seconds" -c "$clients" -q 200 >"$work/dnsperf.out" 2>&1
+  s1=$(cpu_us "${pids[1]}")
+  awk -v s="$((s1 - s0))" '/Queries completed:/ {n=$3} /Queries per second:/ {q=$4} /Queries lost:/ {l=$3}
+    END {printf "%.0f %s %.2f\n", q, l, s / n}' "$work/dnsperf.out"
 }
 
 # Rounds alternate which zone goes first, so that a change in the machine's
 # background load between the two halves of a round favours neither; the
 # median of the per-round ratios is the figure to quote on a shared machine.
-echo "| round | hosts plugin (QPS) | peername cache (QPS) | ratio |"
-echo "|---|---|---|---|"
-sum_h=0 sum_p=0 ratios=()
+echo "| round | hosts plugin (QPS) | peername cache (QPS) | ratio | server CPU µs/query: hosts | peername | CPU ratio (hosts / peername) |"
+echo "|---|---|---|---|---|---|---|"
+sum_h=0 sum_p=0 ratios=() cratios=()
 for ((r = 1; r <= rounds; r++)); do
   if ((r % 2)); then
-    read -r h hl < <(qps "$work/hosts.q")
-    read -r p pl < <(qps "$work/peer.q")
+    read -r h hl hc < <(qps "$work/hosts.q")
+    read -r p pl pc < <(qps "$work/peer.q")
   else
-    read -r p pl < <(qps "$work/peer.q")
-    read -r h hl < <(qps "$work/hosts.q")
+    read -r p pl pc < <(qps "$work/peer.q")
+    read -r h hl hc < <(qps "$work/hosts.q")
   fi
   ratio=$(awk -v p="$p" -v h="$h" 'BEGIN {printf "%.3f", p / h}')
-  ratios+=("$ratio")
-  echo "| $r | $h (lost $hl) | $p (lost $pl) | $ratio |"
+  cratio=$(awk -v p="$pc" -v h="$hc" 'BEGIN {printf "%.3f", h / p}')
+  ratios+=("$ratio") cratios+=("$cratio")
+  echo "| $r | $h (lost $hl) | $p (lost $pl) | $ratio | $hc | $pc | $cratio |"
   sum_h=$((sum_h + h)) sum_p=$((sum_p + p))
 done
-median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}')
-awk -v p="$sum_p" -v h="$sum_h" -v r="$rounds" -v m="$median" 'BEGIN {printf "| mean | %.0f | %.0f | %.3f (median of rounds **%.3f**) |\n", h / r, p / r, p / h, m}'
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+m=$(median "${ratios[@]}") cm=$(median "${cratios[@]}")
+awk -v p="$sum_p" -v h="$sum_h" -v r="$rounds" -v m="$m" -v cm="$cm" 'BEGIN {printf "| mean | %.0f | %.0f | %.3f (median of rounds **%.3f**) | | | median **%.3f** |\n", h / r, p / r, p / h, m, cm}'
 echo
-echo "names=$names seconds=$seconds clients=$clients rounds=$rounds; $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(go version | cut -d' ' -f3); dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}')"
+echo "names=$names seconds=$seconds clients=$clients rounds=$rounds hosts zone=$hzone.; $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $(go version | cut -d' ' -f3); dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}')"

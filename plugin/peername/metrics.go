@@ -136,3 +136,32 @@ var (
 		Help:      "Counter of DNS UPDATE messages handled by the peername plugin, by result (ok, refused, notauth, notzone, formerr, prereq, servfail; expired counts leases that ran out).",
 	}, []string{"server", "result"})
 )
+
+// queryResults are queryCount's results, in the order of a server's
+// counters.
+var queryResults = [...]string{resultAnswer, resultNoData, resultNXDomain, resultServFail, resultRefused, resultFallthrough, resultNotImp}
+
+// serverCounters are queryCount's children for one server, one per result
+// of queryResults, resolved once: WithLabelValues hashes the labels and
+// looks the child up in a locked map on every call.
+type serverCounters [len(queryResults)]prometheus.Counter
+
+// count adds one to queryCount for server and result.
+func (p *Peername) count(server, result string) {
+	c, ok := p.counters.Load(server)
+	if !ok {
+		var sc serverCounters
+		for i, r := range queryResults {
+			sc[i] = queryCount.WithLabelValues(server, r)
+		}
+		c, _ = p.counters.LoadOrStore(server, &sc)
+	}
+	sc := c.(*serverCounters)
+	for i, r := range queryResults {
+		if r == result {
+			sc[i].Inc()
+			return
+		}
+	}
+	queryCount.WithLabelValues(server, result).Inc()
+}

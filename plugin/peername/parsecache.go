@@ -14,30 +14,38 @@ const queryCacheSize = 4096
 // name's overlay key, a SHA-256) and was a third of a cached answer's CPU
 // time; a repeated name now costs one map lookup. Only names that parse are
 // kept, and the map is emptied when full, so a flood of random names costs
-// memory bounded by queryCacheSize.
+// memory bounded by queryCacheSize. Each entry also holds the name's packed
+// replies (packed.go).
 type queryCache struct {
 	mu sync.RWMutex
-	m  map[string]resolver.Query
+	m  map[string]*parsedName
+}
+
+// parsedName is a cached parse of one lowercase query name.
+type parsedName struct {
+	q resolver.Query
+	packed
 }
 
 // parse is resolver.ParseQuery(qname, zone), from the cache when it can be.
 // qname is lowercase; the zone a name falls in is a function of the name.
-func (c *queryCache) parse(qname, zone string) (resolver.Query, error) {
+func (c *queryCache) parse(qname, zone string) (*parsedName, error) {
 	c.mu.RLock()
-	q, ok := c.m[qname]
+	pn, ok := c.m[qname]
 	c.mu.RUnlock()
 	if ok {
-		return q, nil
+		return pn, nil
 	}
 	q, err := resolver.ParseQuery(qname, zone)
 	if err != nil {
-		return q, err
+		return nil, err
 	}
+	pn = &parsedName{q: q}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= queryCacheSize {
-		c.m = make(map[string]resolver.Query, min(queryCacheSize, 2*len(c.m)+16))
+		c.m = make(map[string]*parsedName, min(queryCacheSize, 2*len(c.m)+16))
 	}
-	c.m[qname] = q
+	c.m[qname] = pn
 	c.mu.Unlock()
-	return q, nil
+	return pn, nil
 }

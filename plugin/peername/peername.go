@@ -10,12 +10,12 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/coredns/coredns/plugin/pkg/fall"
-	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
 
 	"github.com/peername/peername/identity"
@@ -48,6 +48,8 @@ type Peername struct {
 	ready func() bool
 	// upd handles UPDATE messages (update.go).
 	upd *updater
+	// counters are queryCount's children, by server (metrics.go).
+	counters sync.Map
 }
 
 // Name implements plugin.Handler.
@@ -58,36 +60,29 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	if r.Opcode == dns.OpcodeUpdate {
 		return p.serveUpdate(ctx, w, r)
 	}
-	state := request.Request{W: w, Req: r}
-	// The question's name as asked (owner names keep its case, for
-	// 0x20-randomising resolvers) and lowercased; converting it once,
-	// not once for each (dns.Name.String escapes it byte by byte).
-	asked := state.QName()
-	qname := strings.ToLower(asked)
+	asked, qname := questionName(r)
 	server := metrics.WithServer(ctx)
 
-	zone := plugin.Zones(p.Zones).Matches(qname)
-	if zone == "" || state.QClass() != dns.ClassINET {
+	zone := p.zoneOf(qname)
+	if zone == "" || r.Question[0].Qclass != dns.ClassINET {
 		if p.Fall.Through(qname) {
-			queryCount.WithLabelValues(server, resultFallthrough).Inc()
+			p.count(server, resultFallthrough)
 			return plugin.NextOrFailure(p.Name(), p.Next, ctx, w, r)
 		}
-		queryCount.WithLabelValues(server, resultRefused).Inc()
+		p.count(server, resultRefused)
 		return dns.RcodeRefused, nil
 	}
 
 	if r.Opcode != dns.OpcodeQuery {
 		// UPDATE, NOTIFY, ...: names are published on the overlay, not here.
-		queryCount.WithLabelValues(server, resultNotImp).Inc()
+		p.count(server, resultNotImp)
 		return dns.RcodeNotImplemented, nil
 	}
 
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.Authoritative = true
-	qtype := state.QType()
+	qtype := r.Question[0].Qtype
 
 	if qname == zone {
+		m := newReply(r)
 		switch qtype {
 		case dns.TypeSOA, dns.TypeANY:
 			m.Answer = []dns.RR{p.soa(zone)}
@@ -100,6 +95,7 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	}
 
 	if emptyNonTerminal(qname, zone) {
+		m := newReply(r)
 		m.Ns = []dns.RR{p.soa(zone)}
 		return p.write(w, m, server)
 	}
@@ -109,12 +105,14 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		kind, target, err := p.contacts.target(qname, zone)
 		switch {
 		case err != nil:
-			queryCount.WithLabelValues(server, resultServFail).Inc()
+			p.count(server, resultServFail)
 			return dns.RcodeServerFailure, plugin.Error(pluginName, err)
 		case kind == contactsNode:
+			m := newReply(r)
 			m.Ns = []dns.RR{p.soa(zone)}
 			return p.write(w, m, server)
 		case kind == noContact:
+			m := newReply(r)
 			m.Rcode = dns.RcodeNameError
 			m.Ns = []dns.RR{p.soa(zone)}
 			return p.write(w, m, server)
@@ -122,17 +120,18 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 			lookupName = target
 		}
 	}
-	q, err := p.parsed.parse(lookupName, zone)
+	pn, err := p.parsed.parse(lookupName, zone)
 	var ans *resolver.Answer
 	if err == nil {
-		ans, err = p.resolver.Lookup(ctx, q)
+		ans, err = p.resolver.Lookup(ctx, pn.q)
 	}
 	switch {
 	case errors.Is(err, resolver.ErrNotFound):
 		if p.Fall.Through(qname) {
-			queryCount.WithLabelValues(server, resultFallthrough).Inc()
+			p.count(server, resultFallthrough)
 			return plugin.NextOrFailure(p.Name(), p.Next, ctx, w, r)
 		}
+		m := newReply(r)
 		m.Rcode = dns.RcodeNameError
 		m.Ns = []dns.RR{p.soa(zone)}
 		return p.write(w, m, server)
@@ -140,31 +139,116 @@ func (p *Peername) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		// The node has no peer yet and keeps joining; it says so in its
 		// log once (node.Node), so no error goes to the errors plugin's
 		// line per query. The server writes the SERVFAIL.
-		queryCount.WithLabelValues(server, resultServFail).Inc()
+		p.count(server, resultServFail)
 		return dns.RcodeServerFailure, nil
 	case err != nil:
-		queryCount.WithLabelValues(server, resultServFail).Inc()
+		p.count(server, resultServFail)
 		return dns.RcodeServerFailure, plugin.Error(pluginName, err)
 	}
 
+	if lookupName == qname {
+		if ok, err := p.servePacked(w, r, pn, ans, asked, qname, zone, qtype, server); ok {
+			if err != nil {
+				return dns.RcodeServerFailure, plugin.Error(pluginName, err)
+			}
+			return dns.RcodeSuccess, nil
+		}
+	}
 	// Owner names keep the question's case (0x20-randomising resolvers).
-	m.Answer, m.Extra = answerRRs(ans, asked, zone, qtype, ans.TTL(p.now()))
+	m := newReply(r)
+	p.answer(m, ans, asked, zone, qtype, ans.TTL(p.now()))
+	return p.write(w, m, server)
+}
+
+// newReply returns an authoritative reply to r.
+func newReply(r *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	return m
+}
+
+// answer fills m's answer, authority and additional sections with the
+// answer to qtype from ans, with owner names owner.
+func (p *Peername) answer(m *dns.Msg, ans *resolver.Answer, owner, zone string, qtype uint16, ttl uint32) {
+	m.Answer, m.Extra = answerRRs(ans, owner, zone, qtype, ttl)
 	if len(m.Answer) == 0 {
 		m.Ns = []dns.RR{p.soa(zone)}
 	}
-	return p.write(w, m, server)
+}
+
+// result is queryCount's result for the reply m.
+func result(m *dns.Msg) string {
+	switch {
+	case m.Rcode == dns.RcodeNameError:
+		return resultNXDomain
+	case len(m.Answer) == 0:
+		return resultNoData
+	}
+	return resultAnswer
+}
+
+// questionName returns the question's name as asked, in presentation
+// format (what request.Request.QName gives), and lowercased. A name of
+// letters, digits, '-', '_' and dots is its own presentation format, and
+// without capitals its own lowercase: the common case costs one pass over
+// the name and no allocation.
+func questionName(r *dns.Msg) (asked, lower string) {
+	if len(r.Question) == 0 {
+		return ".", "."
+	}
+	name := r.Question[0].Name
+	upper := false
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '.', c == '_':
+		case 'A' <= c && c <= 'Z':
+			upper = true
+		default:
+			asked = dns.Name(name).String()
+			return asked, strings.ToLower(asked)
+		}
+	}
+	if upper {
+		return name, strings.ToLower(name)
+	}
+	return name, name
+}
+
+// zoneOf returns the most specific of the handler's zones that qname
+// (lowercase) is in, or "": plugin.Zones.Matches without its label
+// splitting, for names and zones without escapes.
+func (p *Peername) zoneOf(qname string) string {
+	if strings.IndexByte(qname, '\\') >= 0 {
+		return plugin.Zones(p.Zones).Matches(qname)
+	}
+	best := ""
+	for _, z := range p.Zones {
+		if strings.IndexByte(z, '\\') >= 0 {
+			return plugin.Zones(p.Zones).Matches(qname)
+		}
+		if len(z) > len(best) && inZone(qname, z) {
+			best = z
+		}
+	}
+	return best
+}
+
+// inZone reports whether the name is zone or a name below it; neither has
+// escapes, and the name is lowercase.
+func inZone(name, zone string) bool {
+	switch {
+	case zone == ".":
+		return true
+	case len(name) < len(zone) || !strings.EqualFold(name[len(name)-len(zone):], zone):
+		return false
+	}
+	return len(name) == len(zone) || name[len(name)-len(zone)-1] == '.'
 }
 
 // write sends m and counts it.
 func (p *Peername) write(w dns.ResponseWriter, m *dns.Msg, server string) (int, error) {
-	result := resultAnswer
-	switch {
-	case m.Rcode == dns.RcodeNameError:
-		result = resultNXDomain
-	case len(m.Answer) == 0:
-		result = resultNoData
-	}
-	queryCount.WithLabelValues(server, result).Inc()
+	p.count(server, result(m))
 	if err := w.WriteMsg(m); err != nil {
 		return dns.RcodeServerFailure, plugin.Error(pluginName, err)
 	}
@@ -176,7 +260,12 @@ func (p *Peername) write(w dns.ResponseWriter, m *dns.Msg, server string) (int, 
 // service's protocol node ("_proto.<classifier>.<authority>.<zone>"). Such
 // names answer NODATA, not NXDOMAIN (RFC 8020), without an overlay search.
 func emptyNonTerminal(qname, zone string) bool {
-	n := dns.CountLabel(qname) - dns.CountLabel(zone)
+	var n int
+	if zone != "." && strings.IndexByte(qname, '\\') < 0 {
+		n = strings.Count(qname[:len(qname)-len(zone)], ".") // one per label above the zone
+	} else {
+		n = dns.CountLabel(qname) - dns.CountLabel(zone)
+	}
 	if n != 1 && n != 3 {
 		return false // the common case: no allocation
 	}
