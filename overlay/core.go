@@ -484,11 +484,16 @@ func (c *Core) onHelloAck(now int64, from netip.AddrPort, data []byte) {
 	s.hasPeer, s.peer = true, peer
 	early := s.hs.early != nil && len(s.hs.queue) == 0
 	c.adoptSession(s)
-	if early && !c.reach.client {
-		// Nothing else to send: a MODE message proves our key to the
-		// responder, which completes its side (announceMode sends it
-		// already for a client).
-		c.sendMode(now, s)
+	if early {
+		// Nothing else to send: a PING proves our key to the responder,
+		// which completes its side and learns us (onSeen) as it would
+		// from a request that waited for the handshake. It is tracked and
+		// retransmitted like one: a lost confirmation would leave the
+		// responder's table without us (early.go).
+		m := msg{typ: mPing}
+		if c.sendRequest(now, contact{ID: peer, Addr: s.addr}, true, &m, nil, -1, reqPing, mPong) != nil {
+			c.sendMode(now, s) // MaxPending requests in flight: untracked
+		}
 	}
 	c.st.HandshakesCompleted++
 	c.onSeen(now, peer, s.addr)

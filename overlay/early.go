@@ -19,7 +19,11 @@ package overlay
 //   - Only questions whose answers change nothing are early: FIND_NODE and
 //     FIND_VALUE. The responder does not add the initiator to its routing
 //     table, and the session stays half-open, until the initiator's first
-//     DATA proves its key (a MODE message when it has nothing else to send).
+//     DATA proves its key: when it has nothing else to send, a PING, tracked
+//     and retransmitted like any request (with a fire-and-forget message
+//     instead, 30 % loss left responders' tables short of the initiators
+//     they never heard again, and the replica census of the simulator at 200
+//     nodes went from 8 to 25 short names over seeds 1-4; with the PING, 3).
 //   - Amplification: before that proof the source address is unverified,
 //     so the responder sends back at most earlyAmplification times the
 //     bytes of the HELLO (HELLO_ACK included), as QUIC does before address

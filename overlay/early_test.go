@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/peername/peername/identity"
 )
 
 // dropSessions makes tn forget every session, as after an idle timeout.
@@ -186,5 +188,43 @@ func TestEarlyRequestTampered(t *testing.T) {
 	}
 	if s := r.core.sess.byPeer[pub.core.ID()]; s == nil || s.state != sessInitSent || r.core.Stats().DroppedAuth < before+2 {
 		t.Fatalf("initiator accepted a HELLO_ACK for an altered request (dropped %d)", r.core.Stats().DroppedAuth-before)
+	}
+}
+
+// TestEarlyConfirmationRetransmitted: the DATA that completes the
+// responder's side after an early request is retransmitted when lost, so
+// the responder learns the initiator as it would have from a request that
+// waited for the handshake.
+func TestEarlyConfirmationRetransmitted(t *testing.T) {
+	t.Parallel()
+	n := newTestNet(t)
+	n.build(3, nil)
+	r, resp := n.nodes[2], n.nodes[1]
+	n.runFor(time.Second)
+	dropSessions(r)
+	resp.core.rt.remove(r.core.ID())
+	for _, s := range resp.core.sess.sorted() {
+		if s.peer == r.core.ID() {
+			resp.core.sess.remove(s)
+		}
+	}
+	lost := 0
+	n.drop = func(from, _ netip.AddrPort, data []byte) bool {
+		// The first DATA the resolver sends after its handshake with resp.
+		if from == r.addr && data[1] == ptData && lost == 0 && r.core.sess.byPeer[resp.core.ID()] != nil &&
+			r.core.sess.byPeer[resp.core.ID()].sendCtr == 1 && len(resp.core.sess.halfOpen) == 1 {
+			lost++
+			return true
+		}
+		return false
+	}
+	n.wait(r, r.core.Resolve(n.now, identity.Key{9}, SearchOptions{}), time.Minute)
+	n.runFor(5 * time.Second)
+	if lost != 1 {
+		t.Fatalf("%d confirmations dropped, want 1", lost)
+	}
+	if len(resp.core.sess.halfOpen) != 0 || !resp.core.rt.contains(r.core.ID()) {
+		t.Errorf("responder after a lost confirmation: %d half-open sessions, resolver in its table %v",
+			len(resp.core.sess.halfOpen), resp.core.rt.contains(r.core.ID()))
 	}
 }
