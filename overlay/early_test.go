@@ -16,21 +16,29 @@ func dropSessions(tn *testNode) {
 	}
 }
 
+// newSessionlessResolver builds three nodes, has node 1 (pub) publish
+// name, and makes node 2 (r) forget its sessions.
+func newSessionlessResolver(t *testing.T, name string) (*testNet, *testNode, *testNode, Completion) {
+	t.Helper()
+	n := newTestNet(t)
+	n.build(3, nil)
+	pub, r := n.nodes[1], n.nodes[2]
+	c := n.wait(pub, pub.core.Publish(n.now, securedTemplate(t, pub, name)), time.Minute)
+	if c.Err != nil {
+		t.Fatalf("publish: %v", c.Err)
+	}
+	n.runFor(time.Second)
+	dropSessions(r)
+	return n, pub, r, c
+}
+
 // TestEarlyRequestOneRoundTrip: a Resolve that must handshake with every
 // node it asks gets its answers one round trip after its HELLOs, not two:
 // the request goes with the HELLO and is answered right after the
 // HELLO_ACK. The responders then complete their side of the sessions.
 func TestEarlyRequestOneRoundTrip(t *testing.T) {
 	t.Parallel()
-	n := newTestNet(t)
-	n.build(3, nil)
-	pub, r := n.nodes[1], n.nodes[2]
-	c := n.wait(pub, pub.core.Publish(n.now, securedTemplate(t, pub, "early")), time.Minute)
-	if c.Err != nil {
-		t.Fatalf("publish: %v", c.Err)
-	}
-	n.runFor(time.Second)
-	dropSessions(r)
+	n, pub, r, c := newSessionlessResolver(t, "early")
 	var kinds []byte
 	n.tap = func(from, _ netip.AddrPort, data []byte) {
 		if from == r.addr {
@@ -156,15 +164,7 @@ func TestFitBudget(t *testing.T) {
 // held") rejects the HELLO_ACK and the answer.
 func TestEarlyRequestTampered(t *testing.T) {
 	t.Parallel()
-	n := newTestNet(t)
-	n.build(3, nil)
-	pub, r := n.nodes[1], n.nodes[2]
-	c := n.wait(pub, pub.core.Publish(n.now, securedTemplate(t, pub, "tamper")), time.Minute)
-	if c.Err != nil {
-		t.Fatalf("publish: %v", c.Err)
-	}
-	n.runFor(time.Second)
-	dropSessions(r)
+	n, pub, r, c := newSessionlessResolver(t, "tamper")
 	r.core.Resolve(n.now, c.Records[0].Key(), SearchOptions{})
 	sends, _ := r.core.Outbox()
 	var hello []byte
