@@ -20,9 +20,7 @@ package overlay
 //     FIND_VALUE. The responder does not add the initiator to its routing
 //     table, and the session stays half-open, until the initiator's first
 //     DATA proves its key: when it has nothing else to send, a PING, tracked
-//     and retransmitted like any request (reqConfirm: unlike a liveness
-//     PING, its failure evicts nothing, since the peer has just answered;
-//     with a fire-and-forget message
+//     and retransmitted like any request (with a fire-and-forget message
 //     instead, 30 % loss left responders' tables short of the initiators
 //     they never heard again, and the replica census of the simulator at 200
 //     nodes went from 8 to 25 short names over seeds 1-4; with the PING, 3).
