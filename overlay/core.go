@@ -69,7 +69,6 @@ const (
 	reqStore     = 2 // an operation's STORE
 	reqPing      = 3 // liveness check of a full bucket's oldest contact
 	reqReplicate = 4 // maintenance STORE (re-replication)
-	reqConfirm   = 5 // the PING that completes a responder's side after an early request (early.go)
 )
 
 type request struct {
@@ -492,7 +491,7 @@ func (c *Core) onHelloAck(now int64, from netip.AddrPort, data []byte) {
 		// retransmitted like one: a lost confirmation would leave the
 		// responder's table without us (early.go).
 		m := msg{typ: mPing}
-		if c.sendRequest(now, contact{ID: peer, Addr: s.addr}, true, &m, nil, -1, reqConfirm, mPong) != nil {
+		if c.sendRequest(now, contact{ID: peer, Addr: s.addr}, true, &m, nil, -1, reqPing, mPong) != nil {
 			c.sendMode(now, s) // MaxPending requests in flight: untracked
 		}
 	}
@@ -724,12 +723,6 @@ func (c *Core) onMessage(now int64, s *session, m *msg) {
 
 // requestFailed handles a request that timed out (or whose peer left).
 func (c *Core) requestFailed(now int64, req *request, timedOut bool) {
-	if req.kind == reqConfirm {
-		// Only the responder's side was waiting for it: its peer answered
-		// the early request, so the table and the session keep it (failing
-		// them like a liveness PING evicted live contacts at 30 % loss).
-		return
-	}
 	if timedOut {
 		// A peer that sent nothing since the request may have lost our session
 		// (or died): the next request starts a fresh handshake.

@@ -228,28 +228,3 @@ func TestEarlyConfirmationRetransmitted(t *testing.T) {
 			len(resp.core.sess.halfOpen), resp.core.rt.contains(r.core.ID()))
 	}
 }
-
-// TestEarlyConfirmationLostKeepsContact: a confirmation that never gets its
-// PONG (every retransmission lost) leaves the initiator's table and session
-// as they were: the peer answered the early request, so it is alive.
-func TestEarlyConfirmationLostKeepsContact(t *testing.T) {
-	t.Parallel()
-	n, pub, r, c := newSessionlessResolver(t, "confirm")
-	// No DATA of the resolver's reaches the publisher (its early request
-	// does: it travels in the HELLO).
-	n.drop = func(from, to netip.AddrPort, data []byte) bool {
-		return from == r.addr && to == pub.addr && data[1] == ptData
-	}
-	got := n.wait(r, r.core.Resolve(n.now, c.Records[0].Key(), SearchOptions{}), time.Minute)
-	if got.Err != nil || len(got.Records) != 1 {
-		t.Fatalf("resolve: %v", got.Err)
-	}
-	n.runFor(10 * time.Second)
-	if !r.core.rt.contains(pub.core.ID()) || r.core.sess.byPeer[pub.core.ID()] == nil {
-		t.Errorf("a lost confirmation evicted the peer: in table %v, session %v",
-			r.core.rt.contains(pub.core.ID()), r.core.sess.byPeer[pub.core.ID()] != nil)
-	}
-	if r.core.Stats().RequestTimeouts == 0 {
-		t.Errorf("no request timed out: the confirmation was not sent")
-	}
-}
