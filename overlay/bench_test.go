@@ -205,7 +205,7 @@ func BenchmarkNodeMemory(b *testing.B) {
 // BenchmarkLookupStep is one step of an iterative lookup: a NODES answer with
 // 16 contacts arrives for a request in flight (merged into the candidates in
 // distance order) and the next requests go out (to peers without sessions:
-// HELLOs with the requests queued).
+// HELLOs carrying the requests, early.go).
 func BenchmarkLookupStep(b *testing.B) {
 	n := newTestNet(b)
 	x := n.add(nil)

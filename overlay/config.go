@@ -300,6 +300,8 @@ type Stats struct {
 	RateLimited              uint64 // requests dropped over the per-source request limit
 	StoresRateLimited        uint64 // STOREs refused unverified over the per-source store limit
 	HandshakesRateLimited    uint64 // HELLOs dropped over the per-source handshake limit
+	EarlyAnswered            uint64 // requests answered from the HELLO that carried them (early.go)
+	EarlyTooLarge            uint64 // early requests left unanswered: the answer's records alone exceed earlyAmplification times the HELLO
 	HalfOpenEvicted          uint64 // half-open sessions evicted for a newer HELLO at MaxHalfOpen (their initiator must handshake again)
 	PrefixRefused            uint64 // contacts and lookup candidates turned away by Defence.PrefixCap
 }

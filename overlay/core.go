@@ -51,6 +51,9 @@ type Core struct {
 	st         Stats
 	rl         rateLimiter
 	reach      reachState // reachability, client mode, keepalives (reach.go)
+	// replyBudget, while positive, bounds the DATA packet reply sends: the
+	// answer to an early request (early.go).
+	replyBudget int
 }
 
 // ownedRecord is a record this node published and keeps republishing.
@@ -227,6 +230,10 @@ func (c *Core) sendRequest(now int64, to contact, hasID bool, m *msg, op *operat
 	if kind == reqLookup {
 		c.timers.push(timer{at: now + c.softTimeout(), kind: tSoft, id: req.id})
 	}
+	if hasID && c.earlyEligible(op, kind, m) && len(req.body) <= earlyMax && c.sessionFor(to.ID, hasID, to.Addr) == nil && to.Addr.IsValid() {
+		c.startHandshake(now, to.ID, hasID, to.Addr, req.body) // early.go
+		return nil
+	}
 	c.transmit(now, to.ID, hasID, to.Addr, req.body)
 	return nil
 }
@@ -238,7 +245,7 @@ func (c *Core) transmit(now int64, peer identity.Key, hasID bool, addr netip.Add
 		if !addr.IsValid() {
 			return
 		}
-		s = c.startHandshake(now, peer, hasID, addr)
+		s = c.startHandshake(now, peer, hasID, addr, nil)
 	}
 	c.sess.touch(s, now)
 	if s.state == sessInitSent {
@@ -287,7 +294,12 @@ func (c *Core) reply(now int64, s *session, m *msg) {
 	c.sess.touch(s, now)
 	bp := scratchPool.Get().(*[]byte)
 	*bp = appendMsg((*bp)[:0], m) // sealed into a new packet: the body is not kept
-	c.emit(s.addr, s.seal(c.hk.tag, *bp))
+	if c.replyBudget > 0 {
+		*bp = c.fitBudget(*bp, m) // early.go
+	}
+	if len(*bp) > 0 {
+		c.emit(s.addr, s.seal(c.hk.tag, *bp))
+	}
 	if cap(*bp) <= 4096 {
 		scratchPool.Put(bp)
 	}
@@ -321,13 +333,15 @@ func (c *Core) makeRoom(now int64, halfOpen bool) {
 	}
 }
 
-func (c *Core) startHandshake(now int64, peer identity.Key, hasID bool, addr netip.AddrPort) *session {
+// startHandshake initiates a session with a peer. A non-nil early is a
+// request sent with the HELLO (early.go) instead of after the handshake.
+func (c *Core) startHandshake(now int64, peer identity.Key, hasID bool, addr netip.AddrPort, early []byte) *session {
 	c.makeRoom(now, false)
 	s := &session{
 		localIdx: c.newSessionIdx(), state: sessInitSent, hasPeer: hasID, peer: peer,
 		addr: addr, lastUsed: now,
 	}
-	s.hs = &handshakeState{}
+	s.hs = &handshakeState{early: early}
 	c.fillNonce(now, &s.hs.nonce)
 	c.sess.add(s)
 	if hasID {
@@ -347,6 +361,9 @@ func (c *Core) helloPacket(s *session) []byte {
 	pkt = append(pkt, c.hk.cert[:]...)
 	pkt = append(pkt, s.hs.nonce[:]...)
 	pkt = append(pkt, make([]byte, helloPad)...)
+	if s.hs.early != nil {
+		return appendEarlyHello(pkt, s.hs.early)
+	}
 	return pkt
 }
 
@@ -375,7 +392,7 @@ func (c *Core) HandleDatagram(now time.Time, from netip.AddrPort, data []byte) {
 		return
 	}
 	switch h.typ {
-	case ptHello:
+	case ptHello, ptHelloReq:
 		c.onHello(ns, from, data)
 	case ptHelloAck:
 		c.onHelloAck(ns, from, data)
@@ -395,8 +412,11 @@ func (c *Core) onHello(now int64, from netip.AddrPort, data []byte) {
 	hl := parseHello(data, ptHello)
 	if s := c.sess.halfOpen[helloKey{from, hl.senderIdx}]; s != nil {
 		if bytes.Equal(s.hs.hello, data) {
-			// A duplicated or retransmitted HELLO: resend the same answer.
+			// A duplicated or retransmitted HELLO: resend the same answer
+			// (and answer its early request again: its answer may be what
+			// was lost).
 			c.emit(from, s.hs.ack)
+			c.answerEarly(now, s, data)
 			return
 		}
 		c.sess.remove(s) // the peer restarted and reused its index
@@ -426,11 +446,12 @@ func (c *Core) onHello(now int64, from netip.AddrPort, data []byte) {
 	ack = append(ack, c.hk.cert[:]...)
 	ack = append(ack, nonceR[:]...)
 	n0 := aeadNonce(0)
-	ack = r2i.Seal(ack, n0[:], nil, ack)
+	ack = r2i.Seal(ack, n0[:], nil, ackAD(ack, earlyRequest(data)))
 	s.hs = &handshakeState{ack: ack, hello: bytes.Clone(data)}
 	c.sess.add(s)
 	c.sess.halfOpen[helloKey{from, hl.senderIdx}] = s
 	c.emit(from, ack)
+	c.answerEarly(now, s, data)
 }
 
 func (c *Core) onHelloAck(now int64, from netip.AddrPort, data []byte) {
@@ -451,7 +472,7 @@ func (c *Core) onHelloAck(now int64, from netip.AddrPort, data []byte) {
 		return
 	}
 	n0 := aeadNonce(0)
-	if _, err := r2i.Open(nil, n0[:], data[helloAckLn-tagLen:], data[:helloAckLn-tagLen]); err != nil {
+	if _, err := r2i.Open(nil, n0[:], data[helloAckLn-tagLen:], ackAD(data[:helloAckLn-tagLen], s.hs.early)); err != nil {
 		c.st.DroppedAuth++
 		return
 	}
@@ -461,7 +482,19 @@ func (c *Core) onHelloAck(now int64, from netip.AddrPort, data []byte) {
 	s.lastRecv = now
 	c.sess.touch(s, now)
 	s.hasPeer, s.peer = true, peer
+	early := s.hs.early != nil && len(s.hs.queue) == 0
 	c.adoptSession(s)
+	if early {
+		// Nothing else to send: a PING proves our key to the responder,
+		// which completes its side and learns us (onSeen) as it would
+		// from a request that waited for the handshake. It is tracked and
+		// retransmitted like one: a lost confirmation would leave the
+		// responder's table without us (early.go).
+		m := msg{typ: mPing}
+		if c.sendRequest(now, contact{ID: peer, Addr: s.addr}, true, &m, nil, -1, reqPing, mPong) != nil {
+			c.sendMode(now, s) // MaxPending requests in flight: untracked
+		}
+	}
 	c.st.HandshakesCompleted++
 	c.onSeen(now, peer, s.addr)
 }

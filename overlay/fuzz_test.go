@@ -44,18 +44,23 @@ func FuzzDecodePacket(f *testing.F) {
 	f.Add(append(appendHeader(nil, ptHelloAck, tag), make([]byte, helloAckLn-headerLen)...))
 	f.Add(append(appendHeader(nil, ptNoSession, tag), 1, 2, 3, 4))
 	f.Add(append(appendHeader(nil, ptProbe, tag), make([]byte, probeLen-headerLen)...))
+	f.Add(appendEarlyHello(append(appendHeader(nil, ptHello, tag), make([]byte, helloLen-headerLen)...), []byte{mFindValue}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := decodeHeader(b)
 		if err != nil {
 			return
 		}
 		switch h.typ {
-		case ptHello, ptHelloAck:
+		case ptHello, ptHelloAck, ptHelloReq:
 			hl := parseHello(b, h.typ)
-			if h.typ == ptHello && len(b) != helloLen || h.typ == ptHelloAck && len(b) != helloAckLn {
+			if h.typ == ptHello && len(b) != helloLen || h.typ == ptHelloAck && len(b) != helloAckLn ||
+				h.typ == ptHelloReq && len(b) != earlyHelloLen {
 				t.Fatalf("accepted hello of %d bytes", len(b))
 			}
 			_ = hl.cert()
+			if e := earlyRequest(b); h.typ == ptHelloReq && (len(e) == 0 || len(e) > earlyMax) || h.typ != ptHelloReq && e != nil {
+				t.Fatalf("early request of %d bytes in a type %d hello", len(e), h.typ)
+			}
 		case ptData:
 			if len(b) < dataPrefix+tagLen+1 {
 				t.Fatalf("accepted data of %d bytes", len(b))
@@ -93,10 +98,17 @@ func FuzzCoreDatagram(f *testing.F) {
 		}
 		c.HandleDatagram(epoch, netip.MustParseAddrPort("192.0.2.9:4000"), in)
 		sends, _ := c.Outbox()
+		// An early request may be answered (earlyAmplification), the rest
+		// never with a larger datagram.
+		total := 0
 		for _, s := range sends {
-			if len(s.Data) > len(in) {
+			total += len(s.Data)
+			if len(s.Data) > len(in) && (len(in) < 2 || in[1] != ptHelloReq) {
 				t.Fatalf("answered %d bytes with %d", len(in), len(s.Data))
 			}
+		}
+		if total > earlyAmplification*len(in) {
+			t.Fatalf("answered %d bytes with %d in all", len(in), total)
 		}
 		c.HandleTimer(epoch.Add(time.Hour))
 		c.Outbox()

@@ -131,7 +131,7 @@ func (c *Core) retransmit(now int64, req *request) {
 		return
 	}
 	if s.state == sessInitSent {
-		queued := false
+		queued := bytes.Equal(s.hs.early, req.body) // the HELLO carries it
 		for _, b := range s.hs.queue {
 			if bytes.Equal(b, req.body) {
 				queued = true

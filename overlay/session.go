@@ -73,6 +73,7 @@ type session struct {
 type handshakeState struct {
 	nonce [nonceLen]byte // our nonce (initiator)
 	queue [][]byte       // plaintexts waiting for the handshake (initiator)
+	early []byte         // the request sent with the HELLO (initiator; early.go)
 	ack   []byte         // the HELLO_ACK we sent (responder), resent on a duplicate HELLO
 	hello []byte         // the HELLO it answers (responder)
 }

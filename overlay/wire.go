@@ -22,6 +22,7 @@ const (
 	ptHelloAck  = 2 // handshake response
 	ptData      = 3 // AEAD-protected message
 	ptNoSession = 4 // "I have no session with that index" hint
+	ptHelloReq  = 6 // handshake initiation carrying a lookup request (earlyRequest)
 
 	nonceLen   = 16
 	tagLen     = 16
@@ -30,7 +31,15 @@ const (
 	helloPad   = 20
 	helloAckLn = headerLen + 4 + 4 + certLen + nonceLen + tagLen
 	dataPrefix = headerLen + 4 + 8
-	noSessLen  = headerLen + 4
+	// earlyHelloLen is the fixed length of a HELLO carrying an early
+	// request: the HELLO, a 2-byte length, the request, zero padding. The
+	// padding buys the answer's budget (earlyBudget): the responder sends
+	// back at most earlyAmplification times what it received before the
+	// initiator proved its address, so the HELLO is padded to make room for
+	// a whole FIND_VALUE answer of K contacts and a record.
+	earlyHelloLen = 420
+	earlyMax      = earlyHelloLen - helloLen - 2
+	noSessLen     = headerLen + 4
 )
 
 // The initiation is padded so that it is exactly as long as the response: a
@@ -105,6 +114,24 @@ func decodeHeader(b []byte) (header, error) {
 				return h, fmt.Errorf("hello padding not zero: %w", ErrMalformed)
 			}
 		}
+	case ptHelloReq:
+		if len(b) != earlyHelloLen {
+			return h, fmt.Errorf("hello with request of %d bytes: %w", len(b), ErrMalformed)
+		}
+		n := int(binary.BigEndian.Uint16(b[helloLen:]))
+		if n == 0 || n > earlyMax {
+			return h, fmt.Errorf("early request of %d bytes: %w", n, ErrMalformed)
+		}
+		for _, x := range b[helloLen-helloPad : helloLen] {
+			if x != 0 {
+				return h, fmt.Errorf("hello padding not zero: %w", ErrMalformed)
+			}
+		}
+		for _, x := range b[helloLen+2+n:] {
+			if x != 0 {
+				return h, fmt.Errorf("early request padding not zero: %w", ErrMalformed)
+			}
+		}
 	case ptHelloAck:
 		if len(b) != helloAckLn {
 			return h, fmt.Errorf("hello-ack of %d bytes: %w", len(b), ErrMalformed)
@@ -147,7 +174,29 @@ func (h *hello) cert() []byte {
 	return binary.BigEndian.AppendUint64(b, h.puzzle)
 }
 
-// parseHello decodes a datagram whose header decodeHeader accepted as ptHello or ptHelloAck.
+// earlyRequest returns the request carried by a HELLO that decodeHeader
+// accepted as ptHelloReq (a sub-slice of b), or nil for any other HELLO.
+func earlyRequest(b []byte) []byte {
+	if b[1] != ptHelloReq {
+		return nil
+	}
+	n := int(binary.BigEndian.Uint16(b[helloLen:]))
+	return b[helloLen+2 : helloLen+2+n]
+}
+
+// appendEarlyHello appends to hello (a ptHello packet) the early request
+// body and the padding, and makes it a ptHelloReq packet.
+func appendEarlyHello(hello, body []byte) []byte {
+	pkt := make([]byte, 0, earlyHelloLen)
+	pkt = append(pkt, hello...)
+	pkt[1] = ptHelloReq
+	pkt = binary.BigEndian.AppendUint16(pkt, uint16(len(body)))
+	pkt = append(pkt, body...)
+	return append(pkt, make([]byte, earlyHelloLen-len(pkt))...)
+}
+
+// parseHello decodes a datagram whose header decodeHeader accepted as
+// ptHello, ptHelloReq (its HELLO part) or ptHelloAck.
 func parseHello(b []byte, typ byte) hello {
 	var h hello
 	p := headerLen

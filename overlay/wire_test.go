@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/peername/peername/identity"
 )
@@ -241,6 +242,8 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	}
 	n.build(3, nil)
 	tn := n.nodes[2]
+	dropSessions(tn) // a Resolve over new sessions: HELLOs with early requests
+	n.wait(tn, tn.core.Resolve(n.now, identity.Key{1}, SearchOptions{}), time.Minute)
 	pkt := appendHeader(nil, ptData, tn.core.hk.tag)
 	pkt = append(pkt, make([]byte, 4+8+tagLen+1)...)
 	tn.core.HandleDatagram(n.now, netip.MustParseAddrPort("192.0.2.1:53"), pkt)

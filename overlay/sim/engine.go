@@ -523,9 +523,9 @@ func (e *Engine) dispatch(ev event) {
 
 // serviceTime is how long a datagram occupies its receiver (Network's
 // processing budget). The packet type is the second byte of the core's
-// datagram header (docs/protocol.md): 1 HELLO, 2 HELLO_ACK.
+// datagram header (docs/protocol.md): 1 HELLO, 2 HELLO_ACK, 6 HELLO with an early request.
 func (e *Engine) serviceTime(data []byte) int64 {
-	if e.net.HandshakeTime > 0 && len(data) > 1 && (data[1] == 1 || data[1] == 2) {
+	if e.net.HandshakeTime > 0 && len(data) > 1 && (data[1] == 1 || data[1] == 2 || data[1] == 6) {
 		return int64(e.net.HandshakeTime)
 	}
 	return int64(e.net.ServiceTime)
