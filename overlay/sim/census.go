@@ -121,7 +121,8 @@ func (w *World) noteChange(id identity.Key) {
 // censusSweep is the replica census of the -check sweep: every live name
 // (its owner alive and honest) whose current record was issued two ticks
 // (2 × TickInterval) or more ago, and whose replica set (its Replication + 1
-// closest nodes) no node joined, finished joining or left in those two ticks,
+// closest nodes) no node joined, finished joining, left, or turned client or
+// back in those two ticks (a mode change is seen at the sweep after it),
 // must be held at its owner's newest Seq by min(Replication, live storing
 // nodes - 1) live honest nodes besides its owner. Each name that is not is a
 // violation (Report.CensusShort); the checks made are Report.CensusChecks.
@@ -138,6 +139,7 @@ func (w *World) censusSweep(now time.Time) {
 	}
 	grace := 2 * tick
 	at := w.e.Elapsed()
+	w.noteModeChanges()
 	recent := w.changes[:0]
 	for _, c := range w.changes {
 		if at-c.at < grace {
@@ -182,6 +184,28 @@ func (w *World) censusSweep(now time.Time) {
 			w.rep.CensusShort++
 			w.violate(now, "replica census: %s (owner node %d, seq %d) held by %d of %d live nodes besides its owner",
 				w.names[k].name, d.owner, d.seq, n, target)
+		}
+	}
+}
+
+// noteModeChanges notes, as a change, every live node that turned client
+// or back to serving since the last sweep: it left or joined the nodes that
+// store records, as a failure or a join does.
+func (w *World) noteModeChanges() {
+	for i, n := range w.nodes {
+		if i >= len(w.wasClient) {
+			w.wasClient = append(w.wasClient, false)
+		}
+		if !w.e.Alive(i) || n.Core == nil {
+			continue
+		}
+		rc, ok := n.Core.(Reacher)
+		if !ok {
+			continue
+		}
+		if c := rc.Reach().Client; c != w.wasClient[i] {
+			w.wasClient[i] = c
+			w.noteChange(n.Core.ID())
 		}
 	}
 }

@@ -250,6 +250,8 @@ type World struct {
 	// changes are the joins, finished joins and failures of the last two
 	// ticks (the replica census leaves names near them alone).
 	changes []change
+	// wasClient is whether each node acted as a client at the last sweep.
+	wasClient []bool
 
 	joinEnd, lookupStart, lookupEnd, end time.Duration
 
