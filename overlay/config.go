@@ -134,11 +134,11 @@ type Config struct {
 	// -puzzle flag). The core takes it as given: 0 or a negative value means
 	// no puzzle; above MaxPuzzleBits is ErrBadConfig.
 	PuzzleBits int
-	// Mode is the node's role (reach.go): ModeAuto (the zero value) acts
-	// as a client until dial-backs from two independent peers show that
-	// unsolicited datagrams reach it; ModeServer always serves; ModeClient
-	// never does (never in peers' routing tables, stores nothing for others,
-	// still resolves and publishes).
+	// Mode is the node's role (reach.go): ModeAuto (the zero value) serves
+	// until dial-backs through two independent peers show that unsolicited
+	// datagrams do not reach it, then acts as a client; ModeServer always
+	// serves; ModeClient never does (never in peers' routing tables, stores
+	// nothing for others, still resolves and publishes).
 	Mode Mode
 	// LocalAddrs are the addresses the driver's sockets are bound to (with
 	// their ports). Peers of two groups agreeing that they see the node at

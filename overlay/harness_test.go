@@ -90,13 +90,18 @@ func (n *testNet) collect(tn *testNode) {
 		return
 	}
 	for _, s := range sends {
-		if n.tap != nil {
-			n.tap(tn.addr, s.To, s.Data)
+		from := tn.addr
+		if IsProbe(s.Data) {
+			// From the dialer's probe socket, as the UDP driver sends it.
+			from = netip.AddrPortFrom(from.Addr(), from.Port()+1)
 		}
-		if n.drop != nil && n.drop(tn.addr, s.To, s.Data) {
+		if n.tap != nil {
+			n.tap(from, s.To, s.Data)
+		}
+		if n.drop != nil && n.drop(from, s.To, s.Data) {
 			continue
 		}
-		n.inq = append(n.inq, pkt{at: n.now.Add(n.latency), from: tn.addr, to: s.To, data: s.Data})
+		n.inq = append(n.inq, pkt{at: n.now.Add(n.latency), from: from, to: s.To, data: s.Data})
 	}
 }
 

@@ -81,7 +81,7 @@ type Reachability uint8
 const (
 	ReachUnknown     Reachability = iota // no conclusive round yet
 	ReachPublic                          // two independent dial-backs arrived (or the peers see us at our own LAN address)
-	ReachUnreachable                     // dial-backs dispatched through relays of two groups, from dialers this node never sent to, did not arrive
+	ReachUnreachable                     // dial-backs dispatched through relays of two groups, by dialers of two groups, did not arrive
 )
 
 func (r Reachability) String() string {
@@ -142,6 +142,8 @@ const (
 	reachFirstDelay   = 2 * time.Second  // first round after the first peer
 	reachRoundTime    = 4 * time.Second  // a round's probes must arrive within this
 	reachRetry        = 30 * time.Second // after an inconclusive round
+	reachSuspect      = 3 * time.Second  // after a first round that met the unreachable rule
+	reachNegRounds    = 2                // rounds in a row it must be met
 	reachRecheck      = 15 * time.Minute // after a positive one
 	reachRecheckNAT   = 5 * time.Minute  // after a negative one
 	reachChangeMin    = time.Minute      // at most one address-change round per minute
@@ -162,6 +164,7 @@ type reachAsk struct {
 	relayGroup netGroup
 	acked      bool // the relay dispatched it
 	answered   bool
+	arrived    bool // a probe with its token arrived (evidence or not)
 	observed   netip.AddrPort
 	dialerAt   netip.AddrPort // where the relay says its dialer is
 	confirmed  bool
@@ -191,6 +194,7 @@ type reachState struct {
 	inRound   bool
 	roundEnd  int64
 	arrived   int // probes of this round that arrived (evidence or not)
+	negRounds int // rounds in a row that met the unreachable rule
 	asks      []reachAsk
 	evidence  []reachEvidence // confirmations of recent rounds
 	changeAt  int64           // last address-change round
@@ -508,11 +512,13 @@ func (c *Core) endRound(now int64) {
 	}
 	c.reach.asks = c.reach.asks[:0]
 	next := reachRetry
-	switch c.reach.verdict {
-	case ReachPublic:
+	switch {
+	case c.reach.verdict == ReachPublic:
 		next = reachRecheck
-	case ReachUnreachable:
+	case c.reach.verdict == ReachUnreachable:
 		next = reachRecheckNAT
+	case c.reach.negRounds > 0:
+		next = reachSuspect
 	}
 	c.armReach(now + next.Nanoseconds())
 }
@@ -570,15 +576,23 @@ func (c *Core) evaluate(now int64, final bool) {
 	case public:
 		verdict = ReachPublic
 	case final:
-		// Unreachable: probes that relays of two groups dispatched from
-		// dialers of two groups, none of which this node had sent to, did
-		// not arrive, and no probe of the round was evidence.
+		// Unreachable: in two rounds in a row, probes that relays of two
+		// groups dispatched from dialers of two groups did not arrive, and
+		// no probe of the round arrived at all. A dialer sends its probe
+		// from a port of its own (IsProbe), which this node never sent
+		// to: a probe that did not arrive was filtered even when this
+		// node talks to the dialer's overlay port. Any arrival vetoes the
+		// round (behind an address-restricted NAT, a probe from a dialer
+		// it sent to arrives and proves nothing either way), and so does
+		// a round alone: a DIAL or both copies of a probe lost on a lossy
+		// path (30 % loss loses one of three asks) must not make a public
+		// node a client.
 		var neg []*reachAsk
 		confirmed := false
 		for i := range asks {
 			a := &asks[i]
 			confirmed = confirmed || a.confirmed
-			if a.acked && !a.confirmed && a.dialerAt.IsValid() && !c.reach.solicited(a.dialerAt.Addr(), now) {
+			if a.acked && !a.arrived && a.dialerAt.IsValid() {
 				neg = append(neg, a)
 			}
 		}
@@ -588,7 +602,9 @@ func (c *Core) evaluate(now int64, final bool) {
 				two = neg[i].relayGroup != neg[j].relayGroup && groupOf(neg[i].dialerAt) != groupOf(neg[j].dialerAt)
 			}
 		}
-		if two && !confirmed {
+		if !two || confirmed || c.reach.arrived > 0 {
+			c.reach.negRounds = 0
+		} else if c.reach.negRounds++; c.reach.negRounds >= reachNegRounds {
 			verdict = ReachUnreachable
 			c.reach.evidence = c.reach.evidence[:0]
 		}
@@ -679,6 +695,17 @@ func (c *Core) relayDial(now int64, s *session, m *msg) {
 	c.reply(now, s, &msg{typ: mDialAck, reqID: m.reqID, n: status, addr: s.addr})
 }
 
+// IsProbe reports whether a datagram the core emitted is a dial-back PROBE.
+// A driver sends it from a socket of its own (another local port), not from
+// the overlay socket: the node it tests never sent to that port, so a NAT
+// or stateful firewall that filters by address and port drops it even when
+// the node talks to this one (docs/protocol.md, "Behind NAT"). A driver
+// that sends it from the overlay socket only makes the probe count for
+// less (a node that sent to it ignores it).
+func IsProbe(data []byte) bool {
+	return len(data) == probeLen && data[0] == wireVersion && data[1] == ptProbe
+}
+
 // dialBack sends the probe a relay asked for, within the dialer's budget
 // (a relay cannot turn this node into a flood: one 42-byte probe per
 // DIAL, at most dialRate a second).
@@ -712,6 +739,7 @@ func (c *Core) onProbe(now int64, from netip.AddrPort, data []byte) {
 			continue
 		}
 		c.reach.arrived++
+		a.arrived = true
 		if a.confirmed {
 			return
 		}

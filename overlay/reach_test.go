@@ -344,3 +344,39 @@ func TestParseMode(t *testing.T) {
 		t.Error("NewCore accepted an unknown mode")
 	}
 }
+
+// In a cloud of a few nodes a NATed node talks to every one of them while it
+// joins, so no dialer is one it never sent to. Dialers send their probes from
+// a port of their own (IsProbe), which it never sent to: its NAT drops them
+// all the same, and it turns client within one round or two.
+func TestReachSmallCloudBehindNAT(t *testing.T) {
+	t.Parallel()
+	n := newNATNet(t)
+	for range 6 {
+		n.join(ModeAuto, false)
+	}
+	a := n.join(ModeAuto, true)
+	for _, tn := range n.nodes[1 : len(n.nodes)-1] {
+		if !a.core.reach.solicited(tn.addr.Addr(), n.now.UnixNano()) {
+			t.Fatalf("%s has not sent to %s: the test needs a cloud it talked to whole", a, tn)
+		}
+	}
+	joined := n.now
+	limit := joined.Add(time.Minute)
+	for !a.core.Reach().Client && n.stepOnce(limit) {
+	}
+	r := a.core.Reach()
+	if r.Reachability != ReachUnreachable || !r.Client {
+		t.Fatalf("%s behind NAT in a cloud of %d: %+v a minute after joining, want unreachable and a client", a, len(n.nodes), r)
+	}
+	t.Logf("client %v after joining", n.now.Sub(joined))
+	n.runFor(30 * time.Second)
+	if k := n.inTables(a); k != 0 {
+		t.Errorf("%s behind NAT is in %d routing tables", a, k)
+	}
+	for _, tn := range n.nodes[:len(n.nodes)-1] {
+		if r := tn.core.Reach(); r.Client || r.Reachability == ReachUnreachable {
+			t.Errorf("public %s: %+v, want serving", tn, r)
+		}
+	}
+}

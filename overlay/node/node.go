@@ -143,7 +143,10 @@ type Node struct {
 	disco []*bootstrap.Responder
 	out4  *net.UDPConn
 	out6  *net.UDPConn
-	addrs []netip.AddrPort
+	// probe4 and probe6 send dial-back probes (overlay.IsProbe) from a port
+	// of their own; nothing is read from them. Nil: the out socket does.
+	probe4, probe6 *net.UDPConn
+	addrs          []netip.AddrPort
 
 	inbox  chan inDatagram
 	calls  chan *nodeCall
@@ -527,6 +530,7 @@ func (n *Node) bind() error {
 			n.out6 = c
 		}
 	}
+	n.probe4, n.probe6 = n.probeSocket(n.out4), n.probeSocket(n.out6)
 	n.listenLinkLocal()
 	n.core.SetLocalAddrs(localAddrs(n.addrs)) // before the loop owns the core
 	n.state.Store(stateRunning)
@@ -540,6 +544,26 @@ func (n *Node) bind() error {
 		n.wg.Go(r.Serve)
 	}
 	return nil
+}
+
+// probeSocket opens the socket that sends dial-back probes for out: its
+// address on another (ephemeral) port. A node that cannot open one sends
+// probes from out, which only makes them count for less (overlay.IsProbe).
+func (n *Node) probeSocket(out *net.UDPConn) *net.UDPConn {
+	if out == nil {
+		return nil
+	}
+	la := out.LocalAddr().(*net.UDPAddr)
+	network := "udp6"
+	if la.IP.To4() != nil {
+		network = "udp4"
+	}
+	c, err := net.ListenUDP(network, &net.UDPAddr{IP: la.IP, Zone: la.Zone})
+	if err != nil {
+		n.log.Info("no socket of its own for dial-back probes; they go out from the overlay port", "err", err)
+		return nil
+	}
+	return c
 }
 
 // listenLinkLocal joins the discovery groups (best effort: a group that
@@ -871,6 +895,13 @@ func (n *Node) send(s overlay.Send) {
 	conn := n.out6
 	if to.Addr().Is4() {
 		conn = n.out4
+	}
+	if overlay.IsProbe(s.Data) {
+		if p := n.probe6; to.Addr().Is6() && p != nil {
+			conn = p
+		} else if p := n.probe4; to.Addr().Is4() && p != nil {
+			conn = p
+		}
 	}
 	ds, err := n.frag.split(s.Data)
 	var sent, bytes, errs uint64
@@ -1297,6 +1328,11 @@ func (n *Node) shutdown(graceful bool) {
 		n.mu.Lock()
 		for _, c := range n.conns {
 			c.Close()
+		}
+		for _, c := range []*net.UDPConn{n.probe4, n.probe6} {
+			if c != nil {
+				c.Close()
+			}
 		}
 		for _, r := range n.disco {
 			r.Close()

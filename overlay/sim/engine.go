@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"time"
+
+	"github.com/peername/peername/overlay"
 )
 
 // Epoch is virtual time zero. It is a fixed instant so that records signed in
@@ -193,6 +195,8 @@ type event struct {
 	fn   func(now time.Time)
 	// admitted: the datagram waited in its receiver's inbox and is due now
 	admitted bool
+	// probe: a dial-back probe, from the sender's probe port (Port+1)
+	probe bool
 }
 
 type timerEntry struct {
@@ -517,7 +521,11 @@ func (e *Engine) dispatch(ev event) {
 	}
 	e.c.Delivered++
 	e.mix(3, ev.to, ev.from, ev.data)
-	s.host.HandleDatagram(e.Now(), e.addrOf(int(ev.from)), ev.data)
+	from := e.addrOf(int(ev.from))
+	if ev.probe {
+		from = netip.AddrPortFrom(from.Addr(), Port+1)
+	}
+	s.host.HandleDatagram(e.Now(), from, ev.data)
 	e.settle(ev.to)
 }
 
@@ -588,7 +596,10 @@ func (e *Engine) send(from int32, to netip.AddrPort, data []byte) {
 		e.c.Partitioned++
 		return
 	}
-	if e.natFiltered(from, int32(j)) {
+	probe := overlay.IsProbe(data)
+	if probe && e.Behind(j) || !probe && e.natFiltered(from, int32(j)) {
+		// A probe comes from the dialer's probe port (as the UDP driver
+		// sends it), which a node behind NAT never sent to.
 		e.c.NATFiltered++
 		return
 	}
@@ -604,9 +615,9 @@ func (e *Engine) send(from int32, to netip.AddrPort, data []byte) {
 	if e.net.Duplicate > 0 && e.rng.Float64() < e.net.Duplicate {
 		e.c.Duplicated++
 		dup := append([]byte(nil), data...)
-		e.push(event{at: e.now + lat + e.extra(), to: int32(j), from: from, data: dup})
+		e.push(event{at: e.now + lat + e.extra(), to: int32(j), from: from, data: dup, probe: probe})
 	}
-	e.push(event{at: e.now + lat, to: int32(j), from: from, data: data})
+	e.push(event{at: e.now + lat, to: int32(j), from: from, data: data, probe: probe})
 }
 
 // lost decides whether a message of n bytes from a sender is lost: each of
