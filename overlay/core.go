@@ -821,6 +821,14 @@ func (c *Core) maintain(now int64) {
 	if !c.joined && c.rt.size > 0 && !c.joinRunning() {
 		c.startInternalLookup(now, opJoin, c.id)
 	}
+	// A node that joined while its cloud was a node or two (its seed) would
+	// learn of the nodes that came later only from their requests, which
+	// never reach it behind NAT, or from a bucket refresh much later: while
+	// its table holds fewer than Alpha contacts it looks itself up again
+	// every tick.
+	if c.joined && c.rt.size > 0 && c.rt.size < c.cfg.Alpha && len(c.ops) < c.cfg.MaxOps/2 {
+		c.startInternalLookup(now, opRefresh, c.id)
+	}
 	// Refresh buckets that saw no lookup for RefreshInterval, and check the
 	// liveness of each bucket's least recently seen contact once it has been
 	// silent that long (one ping per bucket per tick).

@@ -380,3 +380,24 @@ func TestReachSmallCloudBehindNAT(t *testing.T) {
 		}
 	}
 }
+
+// A node behind NAT that joined while its cloud was only its seed hears of
+// the nodes that came later from nobody (their requests cannot reach it):
+// it looks itself up again while its table is that small, learns them, and
+// so has the peers a detection round needs.
+func TestReachLoneSeedJoinerLearnsCloud(t *testing.T) {
+	t.Parallel()
+	n := newNATNet(t)
+	n.join(ModeAuto, false)
+	a := n.join(ModeAuto, true)
+	for range 6 {
+		n.join(ModeAuto, false)
+	}
+	n.runFor(3 * time.Minute)
+	if got := a.core.rt.size; got < 3 {
+		t.Fatalf("%s behind NAT, joined through a lone seed: %d contacts three minutes after the cloud grew to %d", a, got, len(n.nodes))
+	}
+	if r := a.core.Reach(); !r.Client {
+		t.Errorf("%s behind NAT: %+v, want a client", a, r)
+	}
+}
