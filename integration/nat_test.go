@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -422,4 +423,76 @@ func natResolves(ctx context.Context, at, h *natHost) error {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// moveSubnet is TestAddressChangeRepublished's LAN (RFC 2544 space).
+const moveSubnet = "198.18.83.%d"
+
+// TestAddressChangeRepublished: a node bound to 0.0.0.0 that publishes its
+// name without addresses republishes it at once when the host gets a new
+// address (a new lease, another network): the name resolves to the new
+// address within seconds, not at the next republish half a lifetime later.
+func TestAddressChangeRepublished(t *testing.T) {
+	t.Parallel()
+	requireNetNS(t)
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Skip("skipping: dig is not installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	const overlayPort = 3540
+	lan := netnsLAN(ctx, t, moveSubnet, 2, 1)
+	var srvs []*server
+	var mover string
+	for i, h := range lan {
+		label := fmt.Sprintf("move%d", i+1)
+		id, key := newKey(t, dir, label+".key")
+		spec := nodeSpec{
+			Label: label, Host: h.addr.String(), DNSPort: 53, NetNS: h.ns, Cloud: "it-move", KeyFile: key,
+			Overlay: netip.AddrPortFrom(h.addr, overlayPort), TTL: 1, Timeout: "2s",
+		}
+		if i == 1 {
+			spec.Overlay = netip.AddrPortFrom(netip.IPv4Unspecified(), overlayPort)
+			spec.Publish = []string{"mover"}
+			spec.Bootstrap = []netip.AddrPort{netip.AddrPortFrom(lan[0].addr, overlayPort)}
+			mover = strings.TrimSuffix(securedName(t, id, "mover"), ".")
+		}
+		s := startServer(t, spec)
+		if err := s.waitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		srvs = append(srvs, s)
+	}
+	// addrsOf is what host 1's CoreDNS answers for the mover's name.
+	addrsOf := func(ctx context.Context) []string {
+		out, _ := exec.CommandContext(ctx, "ip", "netns", "exec", lan[0].ns, "dig", "+tries=1", "+time=3",
+			"@"+lan[0].addr.String(), mover, "A").CombinedOutput()
+		var got []string
+		for _, m := range digA.FindAllSubmatch(out, -1) {
+			got = append(got, string(m[1]))
+		}
+		return got
+	}
+	waitFor := func(want string, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		wctx, wcancel := context.WithTimeout(ctx, within)
+		defer wcancel()
+		err := eventually(wctx, func(ctx context.Context) error {
+			if got := addrsOf(ctx); !slices.Contains(got, want) {
+				return fmt.Errorf("%s resolves to %v, want %s among them: %w", mover, got, want, errNotYet)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%v\nmover's log:\n%s", err, srvs[1].logTail(20))
+		}
+		return time.Since(start)
+	}
+	waitFor(lan[1].addr.String(), time.Minute)
+	moved := strings.Replace(moveSubnet, "%d", "77", 1)
+	mustIP(ctx, t, "-n", lan[1].ns, "addr", "add", moved+"/24", "dev", "eth0")
+	took := waitFor(moved, 45*time.Second)
+	t.Logf("the new address %s resolved %v after it was added", moved, took.Round(100*time.Millisecond))
 }

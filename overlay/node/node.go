@@ -146,6 +146,12 @@ type Node struct {
 	// probe4 and probe6 send dial-back probes (overlay.IsProbe) from a port
 	// of their own; nothing is read from them. Nil: the out socket does.
 	probe4, probe6 *net.UDPConn
+	// hostAddrs lists the host's interface addresses (tests substitute
+	// it); addrPoll is how often watchAddrs asks; addrChanges counts the
+	// changes it saw.
+	hostAddrs   func() []netip.Addr
+	addrPoll    time.Duration
+	addrChanges atomic.Uint64
 	addrs          []netip.AddrPort
 
 	inbox  chan inDatagram
@@ -319,6 +325,8 @@ func New(cfg Config) (*Node, error) {
 		rng:     mrand.New(mrand.NewPCG(binary.BigEndian.Uint64(seed[:8]), uint64(seed[8])<<32|uint64(seed[9]))),
 
 		defaultListen: defaultListen,
+		hostAddrs:     hostAddrs,
+		addrPoll:      addrPollInterval,
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n, nil
@@ -532,10 +540,14 @@ func (n *Node) bind() error {
 	}
 	n.probe4, n.probe6 = n.probeSocket(n.out4), n.probeSocket(n.out6)
 	n.listenLinkLocal()
-	n.core.SetLocalAddrs(localAddrs(n.addrs)) // before the loop owns the core
+	local := localAddrs(n.addrs, n.hostAddrs)
+	n.core.SetLocalAddrs(local) // before the loop owns the core
 	n.state.Store(stateRunning)
 	n.base = time.Now()
 	go n.loop()
+	if slices.ContainsFunc(n.addrs, func(a netip.AddrPort) bool { return a.Addr().IsUnspecified() }) {
+		n.wg.Go(func() { n.watchAddrs(local) })
+	}
 	for _, c := range conns {
 		n.wg.Add(1)
 		go n.read(c)
@@ -648,7 +660,7 @@ func isOwnAddr(s netip.AddrPort, own []netip.AddrPort) bool {
 // localAddrs expands the bound addresses into the addresses peers may see
 // this node at when no NAT is in between: an unspecified address stands for
 // every interface address of its family, with the socket's port.
-func localAddrs(bound []netip.AddrPort) []netip.AddrPort {
+func localAddrs(bound []netip.AddrPort, hostAddrs func() []netip.Addr) []netip.AddrPort {
 	var out []netip.AddrPort
 	var host []netip.Addr
 	for _, b := range bound {
@@ -666,6 +678,40 @@ func localAddrs(bound []netip.AddrPort) []netip.AddrPort {
 		}
 	}
 	return out
+}
+
+// addrPollInterval is how often a node bound to an unspecified address
+// looks at the host's interface addresses (a new DHCP lease, a VPN coming
+// up, a laptop changing networks).
+const addrPollInterval = 30 * time.Second
+
+// watchAddrs runs while the node does, when it is bound to an unspecified
+// address: when the host's addresses change it tells the core its new local
+// addresses and has it check its reachability again soon (a changed network
+// may put it behind NAT or take it out).
+func (n *Node) watchAddrs(last []netip.AddrPort) {
+	t := time.NewTicker(n.addrPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		now := localAddrs(n.Addrs(), n.hostAddrs)
+		if slices.Equal(now, last) {
+			continue
+		}
+		n.log.Info("interface addresses changed: checking reachability again", "addrs", now, "before", last)
+		last = now
+		if err := n.exec(n.ctx, func(at time.Time) {
+			n.core.SetLocalAddrs(now)
+			n.core.CheckReachability(at)
+		}); err != nil {
+			return
+		}
+		n.addrChanges.Add(1)
+	}
 }
 
 // Reach returns the node's mode and reachability (overlay.Core.Reach).

@@ -154,9 +154,12 @@ func (inst *instance) startup() error {
 }
 
 // watchAddrs republishes, at once, the names published without explicit
-// addresses when the external address the node's peers agree on changes.
+// addresses when the addresses they would get change: the external address
+// the node's peers agree on, or the host's interface addresses (a node
+// bound to 0.0.0.0 or [::] on a new network).
 func (inst *instance) watchAddrs(ctx context.Context, s *sharedNode) {
 	last := s.node.Stats().External
+	lastEps := endpoints(nil, s.node.Addrs(), last, inst.cfg.cloud)
 	t := time.NewTicker(statsInterval)
 	defer t.Stop()
 	for {
@@ -166,17 +169,21 @@ func (inst *instance) watchAddrs(ctx context.Context, s *sharedNode) {
 		case <-t.C:
 		}
 		ext := s.node.Stats().External
-		if ext == last {
+		eps := endpoints(nil, s.node.Addrs(), ext, inst.cfg.cloud)
+		if ext == last && slices.Equal(eps, lastEps) {
 			continue
 		}
-		last = ext
+		why := "external address now " + addrOrNone(ext)
+		if ext == last {
+			why = "interface addresses changed"
+		}
+		last, lastEps = ext, eps
 		for i, p := range inst.cfg.publish {
 			if len(p.ips) > 0 {
 				continue
 			}
-			tmpl := &records.Record{Name: inst.names[i], Services: p.services, TXT: p.txt,
-				Endpoints: endpoints(nil, s.node.Addrs(), ext, inst.cfg.cloud)}
-			log.Infof("external address now %s: republishing %s %v", addrOrNone(ext), tmpl.Name.DNS(inst.zone()), tmpl.Endpoints)
+			tmpl := &records.Record{Name: inst.names[i], Services: p.services, TXT: p.txt, Endpoints: eps}
+			log.Infof("%s: republishing %s %v", why, tmpl.Name.DNS(inst.zone()), tmpl.Endpoints)
 			pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 			_, err := s.node.Publish(pctx, tmpl)
 			cancel()
