@@ -152,7 +152,7 @@ type Node struct {
 	hostAddrs   func() []netip.Addr
 	addrPoll    time.Duration
 	addrChanges atomic.Uint64
-	addrs          []netip.AddrPort
+	addrs       []netip.AddrPort
 
 	inbox  chan inDatagram
 	calls  chan *nodeCall
