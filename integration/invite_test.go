@@ -55,17 +55,24 @@ func netnsLAN(ctx context.Context, t *testing.T, subnet string, n, first int) []
 		mustIP(ctx, t, "-n", h.ns, "link", "set", "lo", "up")
 		mustIP(ctx, t, "-n", h.ns, "addr", "add", h.addr.String()+"/24", "dev", "eth0")
 		mustIP(ctx, t, "-n", h.ns, "link", "set", "eth0", "up")
-		etc := filepath.Join("/etc/netns", h.ns)
-		if err := os.MkdirAll(etc, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(etc) })
-		resolv := fmt.Sprintf("nameserver %s\noptions timeout:2 attempts:2\n", h.addr)
-		if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte(resolv), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		netnsResolvConf(t, h.ns, h.addr)
 	}
 	return hs
+}
+
+// netnsResolvConf points namespace ns's glibc resolver at the DNS server on
+// addr (/etc/netns/NS/resolv.conf, removed when the test ends).
+func netnsResolvConf(t *testing.T, ns string, addr netip.Addr) {
+	t.Helper()
+	etc := filepath.Join("/etc/netns", ns)
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(etc) })
+	resolv := fmt.Sprintf("nameserver %s\noptions timeout:2 attempts:2\n", addr)
+	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte(resolv), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestHelperGreeter is not a test: run by TestInviteAcrossHosts inside a

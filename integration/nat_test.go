@@ -7,9 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -308,7 +306,7 @@ func natTopology(ctx context.Context, t *testing.T) []*natHost {
 			mustIP(ctx, t, "-n", inet, "route", "add", fmt.Sprintf(r.lan, 0)+"/24", "via", outside.String())
 			h.public = a
 		}
-		natResolvConf(t, h)
+		netnsResolvConf(t, h.ns, h.addr)
 		hs = append(hs, h)
 	}
 	return hs
@@ -319,20 +317,6 @@ func natSysctl(ctx context.Context, t *testing.T, ns string) {
 	t.Helper()
 	if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1").CombinedOutput(); err != nil {
 		t.Fatalf("sysctl in %s: %v: %s", ns, err, out)
-	}
-}
-
-// natResolvConf points h's glibc resolver at its own CoreDNS.
-func natResolvConf(t *testing.T, h *natHost) {
-	t.Helper()
-	etc := filepath.Join("/etc/netns", h.ns)
-	if err := os.MkdirAll(etc, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(etc) })
-	resolv := fmt.Sprintf("nameserver %s\noptions timeout:2 attempts:2\n", h.addr)
-	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte(resolv), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 
