@@ -125,6 +125,9 @@ type flight struct {
 	err     error
 	waiters int
 	cancel  context.CancelFunc
+	// forgotten: Forget ran while the search was in flight, so what it
+	// finds may predate a publish: its waiters get it, the cache does not.
+	forgotten bool
 }
 
 // New returns a Resolver for cfg.
@@ -356,13 +359,14 @@ func (r *Resolver) lookupName(ctx context.Context, name identity.Name, key ident
 func (r *Resolver) run(ctx context.Context, f *flight, key identity.Key, name identity.Name) {
 	ans, err := r.search(ctx, key, name)
 	now := r.cfg.Now()
+	r.mu.Lock()
 	switch {
+	case f.forgotten:
 	case err == nil:
 		r.cache.put(key, ans, nil, ans.Expires)
 	case errors.Is(err, ErrNotFound):
 		r.cache.put(key, nil, err, now.Add(r.cfg.NegativeTTL))
 	}
-	r.mu.Lock()
 	f.ans, f.err = ans, err
 	if r.flights[key] == f {
 		delete(r.flights, key)
@@ -450,6 +454,17 @@ func (r *Resolver) verify(name identity.Name, recs []*records.Record) (*Answer, 
 
 // Forget drops any cached answer for name, so the next lookup searches the
 // overlay. A node calls it after publishing or withdrawing one of its names.
+//
+// A search for the name already in flight may have asked before the
+// publish landed: its answer is not cached, and later lookups start a new
+// search instead of joining it.
 func (r *Resolver) Forget(name identity.Name) {
-	r.cache.remove(name.Key())
+	key := name.Key()
+	r.mu.Lock()
+	if f := r.flights[key]; f != nil {
+		f.forgotten = true
+		delete(r.flights, key)
+	}
+	r.cache.remove(key)
+	r.mu.Unlock()
 }

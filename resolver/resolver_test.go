@@ -391,6 +391,53 @@ func waitNoFlights(t *testing.T, r *Resolver) {
 	t.Fatal("searches still running")
 }
 
+// TestForgetInFlight: a search that was already running when the name was
+// published (Forget) may have missed the record; its "not found" is not
+// cached, and a lookup after Forget searches again instead of joining it.
+func TestForgetInFlight(t *testing.T) {
+	t.Parallel()
+	f := newFake()
+	block := make(chan struct{})
+	f.block, f.started = block, make(chan identity.Key, 4)
+	res := newResolver(t, f, newClock(t0), nil)
+	ctx := context.Background()
+	r := signed(t, ident(t, 1), "x", false, 1, time.Hour, nil)
+	first := make(chan error, 1)
+	go func() {
+		_, err := res.Resolve(ctx, "x.0.peer.alt.", zone)
+		first <- err
+	}()
+	<-f.started // the search asked before the publish
+	f.add(r.Name.Key(), r)
+	res.Forget(r.Name)
+	f.set(nil, nil) // later searches do not block
+	second := make(chan error, 1)
+	go func() {
+		_, err := res.Resolve(ctx, "x.0.peer.alt.", zone)
+		second <- err
+	}()
+	select {
+	case <-f.started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the lookup after Forget joined the search that began before it")
+	}
+	if err := <-second; err != nil {
+		t.Fatalf("lookup after Forget: %v, want the record", err)
+	}
+	f.mu.Lock()
+	f.recs[r.Name.Key()] = nil // the first search saw no record ...
+	f.mu.Unlock()
+	close(block)
+	if err := <-first; !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the first search: %v, want ErrNotFound", err)
+	}
+	f.add(r.Name.Key(), r)
+	// ... and its "not found" must not have replaced the answer.
+	if _, err := res.Resolve(ctx, "x.0.peer.alt.", zone); err != nil {
+		t.Fatalf("after the stale search ended: %v", err)
+	}
+}
+
 func TestCoalescing(t *testing.T) {
 	t.Parallel()
 	rec := signed(t, ident(t, 1), "www", true, 1, time.Hour, nil)

@@ -282,6 +282,12 @@ func (rt *runtimeSet) resume(forget func(identity.Name)) {
 		for n, reg := range rt.regs {
 			if err := rt.publish(context.Background(), n, reg); err != nil {
 				log.Warningf("resuming runtime name: %v", err)
+				continue
+			}
+			// A query that came before the publish cached "no such
+			// name" (for negative_ttl): drop it, as an UPDATE does.
+			if rt.forget != nil {
+				rt.forget(n)
 			}
 		}
 		log.Infof("resumed %d runtime names from %s", len(rt.regs), rt.path)
