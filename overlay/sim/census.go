@@ -60,11 +60,15 @@ func (w *World) countHolders(want map[identity.Key]wanted) holding {
 // replicaTarget is how many holders besides its owner a name should have
 // in a cloud of alive live honest nodes: min(Replication, alive - 1).
 func (w *World) replicaTarget(alive int) int {
-	repl := w.cfg.Core.Replication
-	if repl <= 0 {
-		repl = overlay.DefaultReplication
+	return min(w.replication(), alive-1)
+}
+
+// replication is the cores' Replication, the default when unset.
+func (w *World) replication() int {
+	if r := w.cfg.Core.Replication; r > 0 {
+		return r
 	}
-	return min(repl, alive-1)
+	return overlay.DefaultReplication
 }
 
 // census counts, at the end of a run, how many live honest nodes besides
@@ -214,12 +218,9 @@ func (w *World) noteModeChanges() {
 // Replication + 1 closest to key (of ids, the live storing nodes, and the
 // changed node itself).
 func (w *World) unsettled(key identity.Key, recent []change, ids []identity.Key) bool {
-	repl := w.cfg.Core.Replication
-	if repl <= 0 {
-		repl = overlay.DefaultReplication
-	}
+	n := w.replication() + 1
 	for _, c := range recent {
-		if closeTo(c.id, key, ids, repl+1) {
+		if closeTo(c.id, key, ids, n) {
 			return true
 		}
 	}
